@@ -1,0 +1,20 @@
+"""nbgrader configuration for the course (repo root = course root).
+
+solutions/NAME/ (instructor "source" notebooks) -> `nbgrader generate_assignment NAME`
+-> assignments/NAME/ (student "release" notebooks, committed). Submissions, autograded
+notebooks, feedback and the gradebook stay out of git. The grading pipeline
+(autograder/) adds its sandbox and out-of-kernel grading on top of this file.
+"""
+import os
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+c.CourseDirectory.course_id = "10423-lec4"
+
+# Extension hook for the grading pipeline (sandbox, trusted grading); absent until built.
+_pipeline = os.path.join(c.CourseDirectory.root, "autograder", "nbgrader_hooks.py")
+if os.path.exists(_pipeline):
+    load_subconfig(_pipeline)  # noqa: F821
