@@ -1,0 +1,75 @@
+"""The code of a submission that grading runs: built from the *source* notebook's layout.
+
+For each code cell of the instructor's notebook, in order:
+
+- a solution cell (``nbgrader.solution``) contributes the student's version, found by
+  its ``grade_id`` in the submitted notebook (the starter code if the cell is missing);
+- a locked, non-graded cell (imports, given helpers) contributes the instructor's source;
+- graded test cells and everything else the student added are left out.
+
+So neither edited metadata nor extra cells in a submission change what gets graded.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+
+SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION.*?^[ \t]*### END SOLUTION[^\n]*\n?", re.S | re.M)
+HIDDEN_REGION = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
+
+
+class NotebookError(ValueError):
+    """A submitted notebook that cannot be graded, with the reason for the student."""
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    path = Path(path)
+    if not path.exists():
+        raise NotebookError(f"notebook {path.name} not found (was it renamed or deleted?)")
+    try:
+        return nbformat.read(path, as_version=4)
+    except (json.JSONDecodeError, nbformat.reader.NotJSONError) as err:
+        raise NotebookError(f"{path.name} is not valid notebook JSON: {err}") from err
+    except Exception as err:
+        raise NotebookError(f"{path.name} could not be read as a notebook: {type(err).__name__}: {err}") from err
+
+
+def submission_source(source_nb: Path, submitted_nb: Path | None = None) -> str:
+    """Python code of the submission laid out by ``source_nb`` (see module docstring).
+
+    With ``submitted_nb=None`` the instructor's own solution cells are used, i.e. the
+    reference solution's code.
+    """
+    template = read_notebook(source_nb)
+    student = {}
+    if submitted_nb is not None:
+        for cell in read_notebook(submitted_nb).cells:
+            gid = _meta(cell).get("grade_id")
+            if cell.get("cell_type") == "code" and gid and gid not in student:
+                student[gid] = cell.get("source", "")
+    parts = []
+    for cell in template.cells:
+        meta = _meta(cell)
+        if cell.cell_type != "code" or meta.get("grade"):
+            continue
+        if meta.get("solution"):
+            code = student.get(meta.get("grade_id"), cell.source) if submitted_nb else cell.source
+        elif meta.get("locked"):
+            code = cell.source
+        else:
+            continue
+        parts.append(f"# --- cell {meta.get('grade_id', '?')} ---\n{_strip_magics(code)}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _strip_magics(code: str) -> str:
+    """IPython magics and shell escapes are not Python; comment them out."""
+    return "\n".join(f"# {line}" if line.lstrip().startswith(("%", "!")) else line
+                     for line in code.splitlines())

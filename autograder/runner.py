@@ -1,0 +1,111 @@
+"""Runs a submission's functions on given inputs and saves what they return.
+
+This module is the only grading code that runs *inside* the sandbox, next to the
+student's code. It decides nothing: it loads the job, executes the submission's
+source, makes the requested calls and writes every outcome to disk. The student's
+code can tamper with this process as it likes; all verdicts are computed outside,
+by :mod:`autograder.protocol`, from the saved outputs.
+
+Usage: python -m autograder.runner JOB_DIR FIRST_CALL
+Reads JOB_DIR/job.pt and writes JOB_DIR/outcome-<i>.pt for each call i >= FIRST_CALL.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+import types
+from pathlib import Path
+
+import torch
+
+
+def _describe(value):
+    """A weights_only-loadable description of a returned value."""
+    if isinstance(value, torch.Tensor):
+        info = {"kind": "tensor", "shape": list(value.shape), "dtype": str(value.dtype),
+                "device": str(value.device), "requires_grad": bool(value.requires_grad)}
+        if value.device.type != "meta":
+            info["tensor"] = value.detach().to("cpu", copy=True).contiguous()
+        return info
+    if isinstance(value, (tuple, list)):
+        return {"kind": type(value).__name__, "items": [_describe(v) for v in value]}
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return {"kind": "scalar", "value": value}
+    return {"kind": "other", "type": type(value).__name__}
+
+
+def _to_device(value, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _short_error(err: BaseException) -> str:
+    last = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
+    where = f" (line {last[0].lineno})" if last and last[0].filename == "<submission>" else ""
+    return f"{type(err).__name__}: {str(err)[:300]}{where}"
+
+
+def run_call(namespace: dict, call: dict) -> dict:
+    device = torch.device(call["device"])
+    args = _to_device(call["args"], device)
+    kwargs = _to_device(call["kwargs"], device)
+    for index in call["grad_of"]:
+        args[index] = args[index].detach().requires_grad_(True)
+    outcome = {"ok": False, "error": None, "output": None, "args_after": None, "grads": None,
+               "seconds": None, "cuda_peak_bytes": None}
+    fn = namespace.get(call["function"])
+    if not callable(fn):
+        outcome["error"] = f"NameError: the submission defines no function {call['function']!r}"
+        return outcome
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    try:
+        out = fn(*args, **kwargs)
+        if call["grad_output"] is not None:
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(f"expected a tensor to backpropagate through, got {type(out).__name__}")
+            out.backward(call["grad_output"].to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            outcome["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated(device))
+        outcome["seconds"] = time.perf_counter() - start
+        outcome["ok"] = True
+        outcome["output"] = _describe(out)
+        outcome["grads"] = [_describe(args[i].grad) for i in call["grad_of"]]
+    except Exception as err:  # the student's bug, reported back as text
+        outcome["error"] = _short_error(err)
+    outcome["args_after"] = _describe([a.detach() if isinstance(a, torch.Tensor) else a for a in args])
+    return outcome
+
+
+def main(job_dir: str, first: int) -> None:
+    job_path = Path(job_dir)
+    job = torch.load(job_path / "job.pt", weights_only=True)
+    module = types.ModuleType("submission")
+    module.__file__ = "<submission>"
+    sys.modules["submission"] = module
+    load_error = None
+    try:
+        exec(compile(job["source"], "<submission>", "exec"), module.__dict__)
+    except BaseException as err:  # SyntaxError, SystemExit, ... in the student's code
+        load_error = f"the submission's code failed to run: {_short_error(err)}"
+    for i, call in enumerate(job["calls"]):
+        if i < first:
+            continue
+        if load_error:
+            outcome = {"ok": False, "error": load_error}
+        else:
+            outcome = run_call(module.__dict__, call)
+        torch.save(outcome, job_path / f"outcome-{i}.pt")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

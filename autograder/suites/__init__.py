@@ -1,0 +1,1 @@
+"""One hidden-test suite per assignment (see autograder.protocol for the interface)."""
