@@ -2,6 +2,8 @@
 
 Execution is cached (jupyter-cache), so a rebuild with unchanged code re-executes nothing.
 A failing cell fails the build; the error names the page and shows the cell.
+
+    python tools/build_book.py [BOOK_DIR]
 """
 from __future__ import annotations
 
@@ -15,31 +17,35 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 
 
-def install_mathjax() -> None:
+def install_mathjax(book: Path) -> None:
     """Copy MathJax 2 from the jupyter-server-mathjax wheel so math renders without a CDN."""
     import jupyter_server_mathjax
 
     source = Path(jupyter_server_mathjax.__file__).parent / "static"
-    target = BOOK / "_mathjax" / "mathjax"
+    target = book / "_mathjax" / "mathjax"
     if not (source / "MathJax.js").exists():
         sys.exit(f"error: MathJax not found in {source}; reinstall jupyter-server-mathjax")
     if not (target / "MathJax.js").exists():
         shutil.copytree(source, target, dirs_exist_ok=True)
 
 
-def build(builder: str = "html") -> Path:
-    install_mathjax()
+def build(book: Path = BOOK) -> Path:
+    """Build ``book`` into ``book/_build/html``; exit with a clear message on failure."""
+    book = Path(book).resolve()
+    if not (book / "_config.yml").exists():
+        sys.exit(f"error: {book} has no _config.yml; is it a Jupyter Book folder?")
+    install_mathjax(book)
     start = time.perf_counter()
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(BOOK), "--builder", builder,
-           "--warningiserror", "--keep-going"]
-    result = subprocess.run(cmd, cwd=ROOT)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jupyter_book), "build", str(book), "--builder", "html", "--warningiserror", "--keep-going"]
+    result = subprocess.run(cmd, cwd=book.parent)
     if result.returncode != 0:
-        sys.exit("error: the book failed to build (see the page and cell named above; "
-                 "execution reports are in book/_build/html/reports/)")
-    html = BOOK / "_build" / "html" / "index.html"
-    print(f"\nBook built in {time.perf_counter() - start:.1f} s: {html}")
+        sys.exit("error: the book failed to build: see the page and cell named above "
+                 f"(execution logs: {book}/_build/html/reports/)")
+    html = book / "_build" / "html" / "index.html"
+    print(f"\nBook built in {time.perf_counter() - start:.1f} s. Open {html}")
     return html
 
 
 if __name__ == "__main__":
-    build()
+    build(Path(sys.argv[1]) if len(sys.argv) > 1 else BOOK)
