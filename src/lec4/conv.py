@@ -76,7 +76,7 @@ def _check_conv_args(x, weight, bias):
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     if weight.dtype != x.dtype or weight.device != x.device:
-        raise TypeError(f"weight ({weight.dtype}, {weight.device}) must match x ({x.dtype}, {x.device})")
+        raise TypeError(f"weight dtype/device ({weight.dtype}, {weight.device}) must match x ({x.dtype}, {x.device})")
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"weight expects C_in={weight.shape[1]} input channels but x has "
                          f"{x.shape[1]} (x is (B, C_in, H, W) = {tuple(x.shape)})")
@@ -85,7 +85,7 @@ def _check_conv_args(x, weight, bias):
         if bias.shape[0] != weight.shape[0]:
             raise ValueError(f"bias has {bias.shape[0]} entries, expected C_out={weight.shape[0]}")
         if bias.dtype != x.dtype or bias.device != x.device:
-            raise TypeError(f"bias ({bias.dtype}, {bias.device}) must match x ({x.dtype}, {x.device})")
+            raise TypeError(f"bias dtype/device ({bias.dtype}, {bias.device}) must match x ({x.dtype}, {x.device})")
 
 
 # --------------------------------------------------------------------------- convolution
