@@ -29,7 +29,10 @@ def _meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
 
-def read_notebook(path: Path) -> nbformat.NotebookNode:
+def read_notebook(path) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (or ``path`` itself when it already is a notebook)."""
+    if isinstance(path, dict):
+        return path
     path = Path(path)
     if not path.exists():
         raise NotebookError(f"notebook {path.name} not found (was it renamed or deleted?)")
@@ -41,11 +44,11 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
         raise NotebookError(f"{path.name} could not be read as a notebook: {type(err).__name__}: {err}") from err
 
 
-def submission_source(source_nb: Path, submitted_nb: Path | None = None) -> str:
+def submission_source(source_nb, submitted_nb=None) -> str:
     """Python code of the submission laid out by ``source_nb`` (see module docstring).
 
     With ``submitted_nb=None`` the instructor's own solution cells are used, i.e. the
-    reference solution's code.
+    reference solution's code. Both arguments may also be notebooks already read.
     """
     template = read_notebook(source_nb)
     student = {}
@@ -73,3 +76,18 @@ def _strip_magics(code: str) -> str:
     """IPython magics and shell escapes are not Python; comment them out."""
     return "\n".join(f"# {line}" if line.lstrip().startswith(("%", "!")) else line
                      for line in code.splitlines())
+
+
+def check_submission(source_nb, submitted_nb) -> nbformat.NotebookNode:
+    """The submitted notebook, or NotebookError saying why it cannot be graded.
+
+    Besides unreadable files, a notebook that shares none of the source's solution cells
+    (``grade_id``) is taken to belong to another assignment.
+    """
+    template, submitted = read_notebook(source_nb), read_notebook(submitted_nb)
+    wanted = {_meta(c).get("grade_id") for c in template.cells if _meta(c).get("solution")}
+    present = {_meta(c).get("grade_id") for c in submitted.get("cells", [])} - {None}
+    if wanted and not wanted & present:
+        raise NotebookError(f"{Path(str(submitted_nb)).name} has none of this assignment's solution cells "
+                            f"({', '.join(sorted(wanted))}): is it the notebook of another assignment?")
+    return submitted

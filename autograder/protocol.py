@@ -31,6 +31,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_OUTCOME_BYTES = 256 * 2**20
+# Ways to reach a forbidden call without naming it; never needed by the graded functions.
+DYNAMIC_ACCESS = {"getattr", "eval", "exec", "compile", "__import__", "importlib", "globals", "vars",
+                  "__dict__", "__builtins__", "__getattribute__", "modules"}
 
 
 @dataclass
@@ -134,7 +137,12 @@ def forbidden_uses(source: str, function: str, names: set[str]) -> list[str]:
         if name in seen or name not in defs:
             continue
         seen.add(name)
+        body = defs[name].body
+        docstring = body[0].value if body and isinstance(body[0], ast.Expr) and isinstance(
+            body[0].value, ast.Constant) and isinstance(body[0].value.value, str) else None
         for node in ast.walk(defs[name]):
+            if node is docstring:  # prose may name the forbidden call ("without torch's softmax")
+                continue
             word = None
             if isinstance(node, ast.Name):
                 word = node.id
@@ -230,7 +238,7 @@ def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None
     unknown = {c.grade_id for c in checks} - set(suite.GRADE_CELLS)
     if unknown:
         raise ValueError(f"checks name grade cells the suite does not declare: {sorted(unknown)}")
-    banned = {fn: forbidden_uses(source, fn, set(names)) for fn, names in suite.FORBIDDEN.items()}
+    banned = {fn: forbidden_uses(source, fn, set(names) | DYNAMIC_ACCESS) for fn, names in suite.FORBIDDEN.items()}
 
     shared = [(ci, call) for ci, check in enumerate(checks) for call in check.calls if not call.isolated]
     lone = [(ci, call) for ci, check in enumerate(checks) for call in check.calls if call.isolated]

@@ -1,0 +1,132 @@
+"""Bubblewrap sandbox for everything a submission runs: the grading runner and the notebook kernel.
+
+Inside the sandbox a process sees only the system (``/usr``, ``/etc``), the Python
+installation, the project's virtual environment, ``src/`` (the public ``lec4`` library)
+and ``autograder/runner.py`` -- all read-only -- plus its own working directory, the only
+writable place. ``solutions/``, the hidden-test suites, the gradebook and the other
+students' folders are simply not there. There is no network (``--unshare-net``), its own
+PID namespace (it cannot signal the grader), and resource limits set with ``prlimit``:
+address space (memory), CPU seconds, processes/threads, size of any written file, open files.
+
+When the grader runs as root, the sandboxed program is started as an unprivileged user
+(``nobody``) with no capabilities, so the limits apply and root-owned files stay read-only.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOBODY = 65534
+GiB = 2**30
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap (or prlimit/setpriv) is missing: grading refuses to run unconfined."""
+
+
+@dataclass
+class Limits:
+    """Resource limits of one sandboxed process tree (``None`` = no limit).
+
+    ``memory_bytes`` is RLIMIT_AS (virtual memory). CUDA reserves huge virtual ranges,
+    so GPU grading leaves it unset (``Limits.for_device``) and relies on the GPU's own memory.
+    """
+
+    memory_bytes: int | None = 8 * GiB
+    cpu_seconds: int | None = 600
+    processes: int | None = 512  # threads count too (torch starts one per core)
+    file_bytes: int | None = 256 * 2**20
+    open_files: int | None = 1024
+
+    @classmethod
+    def for_device(cls, device: str, **overrides) -> "Limits":
+        limits = cls(**overrides)
+        if device.startswith("cuda") and "memory_bytes" not in overrides:
+            limits.memory_bytes = None
+        return limits
+
+    def prlimit_args(self) -> list[str]:
+        pairs = [("--as", self.memory_bytes), ("--cpu", self.cpu_seconds), ("--nproc", self.processes),
+                 ("--fsize", self.file_bytes), ("--nofile", self.open_files), ("--core", 0)]
+        return [f"{flag}={value}" for flag, value in pairs if value is not None]
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise SandboxUnavailable(f"{name} not found: install it (Debian: apt-get install "
+                                 f"{'bubblewrap' if name == 'bwrap' else 'util-linux'}); "
+                                 "grading never runs submissions unconfined")
+    return path
+
+
+class BwrapSandbox:
+    """The :class:`autograder.protocol.Sandbox` used for grading (see module docstring).
+
+    ``extra_ro``: more host paths to show read-only (e.g. a data folder the notebook reads).
+    ``gpu``: also expose ``/dev/nvidia*`` and the driver's files so CUDA works inside.
+    """
+
+    def __init__(self, limits: Limits | None = None, extra_ro: list[Path] = (), gpu: bool = False):
+        self.limits = limits or Limits()
+        self.extra_ro = [Path(p) for p in extra_ro]
+        self.gpu = gpu
+        self.bwrap = _tool("bwrap")
+        self.prlimit = _tool("prlimit")
+        self.as_root = os.geteuid() == 0
+        self.setpriv = _tool("setpriv") if self.as_root else None
+
+    def readonly_paths(self) -> list[Path]:
+        """Host paths visible (read-only) inside, at the same place."""
+        paths = [Path("/usr"), Path("/etc"), Path(sys.base_prefix), Path(sys.prefix), ROOT / "src",
+                 ROOT / "autograder" / "__init__.py", ROOT / "autograder" / "runner.py", *self.extra_ro]
+        if self.gpu:
+            paths += [Path(p) for p in ("/proc/driver/nvidia", "/sys") if Path(p).exists()]
+        return [p for p in dict.fromkeys(paths) if p.exists()]
+
+    def wrap(self, argv: list[str], workdir: Path) -> list[str]:
+        """The command that runs ``argv`` confined, with ``workdir`` its only writable folder."""
+        workdir = Path(workdir).resolve()
+        if self.as_root:
+            os.chown(workdir, NOBODY, NOBODY)  # the unprivileged user must be able to write it
+        cmd = [self.bwrap, "--die-with-parent", "--new-session",
+               "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        if not self.as_root:
+            cmd.append("--unshare-user")
+        for top in ("/bin", "/lib", "/lib64", "/sbin", "/lib32"):
+            if os.path.islink(top):
+                cmd += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                cmd += ["--ro-bind", top, top]
+        mounts = self.readonly_paths() + [workdir]
+        # Folders above the mount points, created traversable (bwrap makes them 0700 as root).
+        parents = sorted({a for p in mounts for a in p.parents if a != Path("/")}, key=lambda a: len(a.parts))
+        for folder in parents:
+            if folder not in mounts:
+                cmd += ["--perms", "0755", "--dir", str(folder)]
+        for path in mounts[:-1]:
+            cmd += ["--ro-bind", str(path), str(path)]
+        if self.gpu:
+            for dev in sorted(Path("/dev").glob("nvidia*")):
+                cmd += ["--dev-bind", str(dev), str(dev)]
+        cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir),
+                "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", "/tmp",
+                "--setenv", "MPLCONFIGDIR", str(workdir / ".matplotlib"),
+                "--setenv", "WANDB_MODE", "disabled", "--unsetenv", "AUTOGRADER_DB_URL",
+                # ipykernel would poll the host PID, which does not exist in this PID namespace
+                "--unsetenv", "JPY_PARENT_PID",
+                "--", self.prlimit, *self.limits.prlimit_args(), "--"]
+        if self.as_root:
+            cmd += [self.setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+        return cmd + list(argv)
+
+
+def default_sandbox(device: str = "cpu", **limit_overrides) -> BwrapSandbox:
+    """The sandbox grading uses for ``device`` (CPU limits, or GPU access without RLIMIT_AS)."""
+    return BwrapSandbox(Limits.for_device(device, **limit_overrides), gpu=device.startswith("cuda"))
