@@ -1,0 +1,137 @@
+"""Masks, windows and naive attention against PyTorch's own attention."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lec4.attention import (causal_mask, flex_sliding_window_mask_mod, gqa_attention_loop, lecture_w_from_mistral,
+                            masked_attention, peak_cpu_memory, sliding_window_attention_loop,
+                            sliding_window_attention_naive, sliding_window_mask, time_call, window_conventions,
+                            window_mask)
+
+
+def rand_qkv(B=2, Hq=4, Hkv=4, T=7, S=None, D=8, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    S = T if S is None else S
+    return (torch.randn(B, Hq, T, D, generator=g, dtype=dtype), torch.randn(B, Hkv, S, D, generator=g, dtype=dtype),
+            torch.randn(B, Hkv, S, D, generator=g, dtype=dtype))
+
+
+@pytest.mark.parametrize("T", range(1, 10))
+@pytest.mark.parametrize("w", [2, 4, 6, 8, 20])
+def test_sliding_window_mask_exhaustive(T, w):
+    mask = sliding_window_mask(T, w)
+    for t, j in itertools.product(range(T), range(T)):
+        assert bool(mask[t, j]) == (max(0, t - w // 2) <= j <= t), (t, j)
+    # the lecture: a window of w/2 + 1 tokens ending on the diagonal (fewer at the start)
+    assert mask.sum(1).tolist() == [min(t + 1, w // 2 + 1) for t in range(T)]
+
+
+def test_lecture_pictures_w4_w6():
+    assert sliding_window_mask(6, 4).int().tolist() == [
+        [1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
+        [0, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1]]
+    assert sliding_window_mask(6, 6)[5].int().tolist() == [0, 0, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("T", range(1, 9))
+def test_causal_mask_is_tril(T):
+    assert torch.equal(causal_mask(T), torch.ones(T, T, dtype=torch.bool).tril())
+
+
+def test_window_larger_than_sequence_is_causal():
+    assert torch.equal(sliding_window_mask(5, 10), causal_mask(5))
+
+
+@pytest.mark.parametrize("w", [1, 3, 0, -2, 5, 2.0, True, "4"])
+def test_odd_or_bad_window_is_a_clear_error(w):
+    with pytest.raises(ValueError, match="even integer"):
+        sliding_window_mask(5, w)
+
+
+@pytest.mark.parametrize("w", [2, 4, 6, 10])
+def test_conventions_agree_with_each_other(w):
+    conv = window_conventions(w)
+    T = 12
+    qi, ki = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    mask = sliding_window_mask(T, w)
+    # FlexAttention's example mask_mod
+    assert torch.equal(flex_sliding_window_mask_mod(w)(0, 0, qi, ki), mask)
+    # FlashAttention: keys i − left … i + right
+    left, right = conv["flash_attn_window_size"]
+    assert torch.equal((ki >= qi - left) & (ki <= qi + right), mask)
+    # Mistral: a query sees W keys, itself included
+    assert mask.sum(1).max() == conv["mistral_W"] == conv["visible_tokens"]
+    assert lecture_w_from_mistral(conv["mistral_W"]) == w
+
+
+def test_masked_attention_matches_sdpa():
+    q, k, v = rand_qkv(T=6, S=9)
+    mask = torch.rand(6, 9, generator=torch.Generator().manual_seed(1)) > 0.4
+    mask[:, 0] = True
+    torch.testing.assert_close(masked_attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    torch.testing.assert_close(masked_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
+
+
+def test_causal_masked_attention_matches_is_causal_and_weights_sum_to_one():
+    q, k, v = rand_qkv()
+    out, weights = masked_attention(q, k, v, causal_mask(7), return_weights=True)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 7, dtype=torch.float64))
+    assert (weights.triu(1) == 0).all()
+
+
+@pytest.mark.parametrize("Hq,Hkv", [(4, 4), (4, 2), (4, 1), (6, 3), (8, 2)])
+def test_gqa_loop_matches_sdpa_enable_gqa(Hq, Hkv):
+    q, k, v = rand_qkv(Hq=Hq, Hkv=Hkv)
+    mask = sliding_window_mask(7, 4)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    torch.testing.assert_close(gqa_attention_loop(q, k, v, mask), expected)
+
+
+def test_gqa_head_h_reads_kv_head_h_div_g():
+    q, k, v = rand_qkv(Hq=6, Hkv=2)
+    out = gqa_attention_loop(q, k, v)
+    for h in range(6):
+        torch.testing.assert_close(out[:, h], F.scaled_dot_product_attention(q[:, h], k[:, h // 3], v[:, h // 3]))
+
+
+def test_gqa_bad_heads_is_a_clear_error():
+    q, k, v = rand_qkv(Hq=6, Hkv=4)
+    with pytest.raises(ValueError, match="divisible"):
+        gqa_attention_loop(q, k, v)
+
+
+@pytest.mark.parametrize("T", [1, 2, 5, 11])
+@pytest.mark.parametrize("w", [2, 4, 6, 30])
+def test_sliding_window_implementations_match_sdpa(T, w):
+    q, k, v = rand_qkv(T=T, seed=T * 100 + w)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(T, w))
+    torch.testing.assert_close(sliding_window_attention_naive(q, k, v, w), expected)
+    torch.testing.assert_close(sliding_window_attention_loop(q, k, v, w), expected)
+
+
+def test_shape_dtype_device_errors():
+    q, k, v = rand_qkv()
+    with pytest.raises(ValueError, match=r"\(B, H_q, T, D\)"):
+        masked_attention(q[0], k, v)
+    with pytest.raises(ValueError, match="same shape"):
+        masked_attention(q, k, v[:, :, :3])
+    with pytest.raises(TypeError, match="dtype"):
+        masked_attention(q, k.float(), v)
+    with pytest.raises(TypeError, match="boolean"):
+        masked_attention(q, k, v, causal_mask(7).float())
+    with pytest.raises(ValueError, match="broadcast"):
+        masked_attention(q, k, v, causal_mask(5))
+    with pytest.raises(ValueError, match="no key"):
+        masked_attention(q, k, v, torch.zeros(7, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match="H_kv < H_q"):
+        masked_attention(*rand_qkv(Hq=4, Hkv=2))
+
+
+def test_measuring_helpers_measure():
+    x = torch.randn(256, 256)
+    assert time_call(lambda: x @ x, repeats=2) > 0
+    peak = peak_cpu_memory(lambda: x @ x)
+    assert peak >= 256 * 256 * 4       # the product's output was allocated
