@@ -81,7 +81,7 @@ class SandboxedExecute(Execute):
     ``max_output_bytes`` per notebook is dropped while it arrives, not after.
     """
 
-    timeout = Integer(60).tag(config=True)
+    timeout = Integer(60, help="seconds per cell").tag(config=True)
     notebook_timeout = Integer(600, help="wall-clock seconds for the whole notebook").tag(config=True)
     max_output_bytes = Integer(2 * 2**20, help="output kept per notebook").tag(config=True)
     interrupt_on_timeout = False
@@ -232,6 +232,8 @@ def configure(c) -> None:
     c.OverwriteCells.add_missing_cells = True  # a deleted test cell is graded anyway
     c.LimitOutput.max_lines = 500
     c.LimitOutput.max_length = 20000
+    c.SandboxedExecute.timeout = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", 60))
+    c.SandboxedExecute.notebook_timeout = int(os.environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", 600))
     if os.environ.get("AUTOGRADER_DB_URL"):  # PostgreSQL (or any SQLAlchemy URL) for parallel TAs
         c.CourseDirectory.db_url = os.environ["AUTOGRADER_DB_URL"]
     if os.environ.get("AUTOGRADER_COURSE_ROOT"):

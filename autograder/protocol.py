@@ -168,12 +168,18 @@ def _load_outcome(path: Path) -> Outcome:
         return Outcome(ok=False, error=f"unreadable outcome ({type(err).__name__})")
 
 
+LOAD_TIMEOUT = 60.0  # s for the submission's module-level code (imports, torch start-up included)
+
+
 def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
               env: dict[str, str] | None = None) -> list[Outcome]:
-    """Run ``calls`` against ``source`` in one runner process (restarted after a timeout).
+    """Run ``calls`` against ``source`` in one runner process (restarted after a failure).
 
-    Returns one :class:`Outcome` per call. A call that does not finish within its
-    ``timeout`` gets a timeout error, and the calls after it run in a fresh process.
+    Returns one :class:`Outcome` per call. Deadlines are watched from outside, call by
+    call: the submission's top-level code gets ``LOAD_TIMEOUT`` s, each call its own
+    ``timeout`` from the moment the previous one finished. A call that overruns or
+    kills the process gets an error, and the calls after it run in a fresh process;
+    if the code never finishes loading, every remaining call fails at once.
     """
     outcomes: list[Outcome | None] = [None] * len(calls)
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
@@ -184,11 +190,10 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
             argv = [sys.executable, "-m", "autograder.runner", str(workdir), str(first)]
             if sandbox is not None:
                 argv = sandbox.wrap(argv, workdir)
-            budget = sum(c.timeout for c in calls[first:]) + 30.0  # + start-up (torch import, CUDA init)
             run_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
             proc = subprocess.Popen(argv, cwd=workdir, env=run_env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
-            peak_rss, timed_out = _wait(proc, budget)
+            peak_rss, overran = _wait(proc, workdir, calls, first)
             done = first
             for i in range(first, len(calls)):
                 path = workdir / f"outcome-{i}.pt"
@@ -198,31 +203,48 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
                 outcomes[i].peak_rss_bytes = peak_rss if calls[i].isolated else None
                 path.unlink()
                 done = i + 1
-            if done < len(calls):
-                reason = (f"timed out (limit {calls[done].timeout:.0f} s)" if timed_out
+            if done < len(calls) and overran == "load":
+                for i in range(done, len(calls)):
+                    outcomes[i] = Outcome(ok=False, error=f"the submission's top-level code did not finish "
+                                          f"within {LOAD_TIMEOUT:.0f} s (infinite loop?)")
+                done = len(calls)
+            elif done < len(calls):
+                reason = (f"timed out (limit {calls[done].timeout:.0f} s)" if overran
                           else f"the process died (exit status {proc.returncode}) during this call")
                 outcomes[done] = Outcome(ok=False, error=reason)
                 done += 1
             first = done
+            (workdir / "loaded").unlink(missing_ok=True)
     return outcomes  # type: ignore[return-value]
 
 
-def _wait(proc: subprocess.Popen, budget: float) -> tuple[int | None, bool]:
-    """Wait for ``proc`` (killing its process group after ``budget`` s); return its peak RSS."""
-    deadline = time.monotonic() + budget
+def _wait(proc: subprocess.Popen, workdir: Path, calls: list[Call], first: int) -> tuple[int | None, str | None]:
+    """Wait for the runner, killing its process group when the code loading or the current
+    call overruns; return (peak RSS in bytes, None | "load" | "call")."""
+    started = time.monotonic()
+    deadline, phase, progress = started + LOAD_TIMEOUT, "load", first - 1
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid == proc.pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return usage.ru_maxrss * 1024, False
-        if time.monotonic() > deadline:
+            return usage.ru_maxrss * 1024, None
+        now = time.monotonic()
+        if phase == "load" and (workdir / "loaded").exists():
+            phase, deadline = "call", now + calls[first].timeout
+            progress = first
+        if phase == "call":
+            while progress < len(calls) and (workdir / f"outcome-{progress}.pt").exists():
+                progress += 1
+                if progress < len(calls):
+                    deadline = now + calls[progress].timeout
+        if now > deadline:
             try:
                 os.killpg(proc.pid, 9)
             except ProcessLookupError:
                 pass
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return usage.ru_maxrss * 1024, True
+            return usage.ru_maxrss * 1024, phase
         time.sleep(0.02)
 
 

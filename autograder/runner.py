@@ -97,6 +97,7 @@ def main(job_dir: str, first: int) -> None:
         exec(compile(job["source"], "<submission>", "exec"), module.__dict__)
     except BaseException as err:  # SyntaxError, SystemExit, ... in the student's code
         load_error = f"the submission's code failed to run: {_short_error(err)}"
+    (job_path / "loaded").touch()  # the grader now times each call on its own
     for i, call in enumerate(job["calls"]):
         if i < first:
             continue
