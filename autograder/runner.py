@@ -11,6 +11,7 @@ Reads JOB_DIR/job.pt and writes JOB_DIR/outcome-<i>.pt for each call i >= FIRST_
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 import traceback
@@ -18,6 +19,9 @@ import types
 from pathlib import Path
 
 import torch
+
+
+CELL_MARK = re.compile(r"^# --- cell .* ---$", re.M)  # written by autograder.notebook.submission_source
 
 
 def _describe(value):
@@ -61,7 +65,9 @@ def run_call(namespace: dict, call: dict) -> dict:
                "seconds": None, "cuda_peak_bytes": None}
     fn = namespace.get(call["function"])
     if not callable(fn):
-        outcome["error"] = f"NameError: the submission defines no function {call['function']!r}"
+        errors = namespace.get("__cell_errors__") or []
+        why = f" (a cell failed: {errors[0]})" if errors else ""
+        outcome["error"] = f"NameError: the submission defines no function {call['function']!r}{why}"
         return outcome
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -93,10 +99,16 @@ def main(job_dir: str, first: int) -> None:
     module.__file__ = "<submission>"
     sys.modules["submission"] = module
     load_error = None
-    try:
-        exec(compile(job["source"], "<submission>", "exec"), module.__dict__)
-    except BaseException as err:  # SyntaxError, SystemExit, ... in the student's code
-        load_error = f"the submission's code failed to run: {_short_error(err)}"
+    cell_errors = []
+    # Cell by cell, like a notebook: a broken cell costs only what it defines.
+    for cell in CELL_MARK.split(job["source"]):
+        if not cell.strip():
+            continue
+        try:
+            exec(compile(cell, "<submission>", "exec"), module.__dict__)
+        except BaseException as err:  # SyntaxError, NameError, sys.exit(), ... in one cell, as in IPython
+            cell_errors.append(_short_error(err))
+    module.__dict__["__cell_errors__"] = cell_errors
     (job_path / "loaded").touch()  # the grader now times each call on its own
     for i, call in enumerate(job["calls"]):
         if i < first:

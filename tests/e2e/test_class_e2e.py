@@ -1,0 +1,104 @@
+"""A simulated class through the whole TA pipeline: generate -> release -> submit -> collect ->
+autograde (2 workers) -> feedback -> export, checking every score and that feedback leaks nothing."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.suites import load_suite
+
+sys.path.insert(0, str(Path(__file__).parent))
+from classgen import UNGRADABLE, make_class  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures"
+ASSIGNMENTS = ["hw-fixture"] + [a for a in ("hw-attention", "hw-conv")
+                                if (ROOT / "solutions" / a / f"{a}.ipynb").exists()
+                                and (ROOT / "autograder" / "suites" / f"{a.replace('-', '_')}.py").exists()]
+
+
+def cli(course, *args, env):
+    return subprocess.run([sys.executable, "-m", "autograder", "--course-root", str(course),
+                           "--exchange", str(course.parent / "exchange"), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_class(tmp_path, assignment, monkeypatch):
+    env = {**os.environ, "AUTOGRADER_SUITE_PATH": str(FIXTURE / "suites"), "AUTOGRADER_CELL_TIMEOUT": "20",
+           "AUTOGRADER_NOTEBOOK_TIMEOUT": "120", "AUTOGRADER_DEVICE": "cpu"}
+    env.pop("AUTOGRADER_DB_URL", None)
+    monkeypatch.setenv("AUTOGRADER_SUITE_PATH", env["AUTOGRADER_SUITE_PATH"])
+    suite = load_suite(assignment)
+    course = tmp_path / "course"
+    src = (FIXTURE / "course" if assignment == "hw-fixture" else ROOT) / "solutions" / assignment
+    shutil.copytree(src, course / "solutions" / assignment)
+    (tmp_path / "exchange").mkdir(mode=0o777)
+    os.chmod(tmp_path / "exchange", 0o777)
+
+    assert cli(course, "generate", assignment, env=env).returncode == 0
+    r = cli(course, "release", assignment, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    released = tmp_path / "exchange" / "10423-lec4" / "outbound" / assignment / suite.NOTEBOOK
+    assert released.exists()
+
+    # students "submit": the exchange's inbound layout, as `nbgrader submit` writes it
+    drafts = tmp_path / "drafts"
+    expected = make_class(course / "solutions" / assignment / suite.NOTEBOOK, released, suite, drafts)
+    assert len(expected) >= 20
+    inbound = tmp_path / "exchange" / "10423-lec4" / "inbound"
+    for student in expected:
+        stamp = "2026-01-15 12:00:00.000000 UTC"
+        dest = inbound / f"{student}+{assignment}+{stamp}+0"
+        shutil.copytree(drafts / student, dest)
+        (dest / "timestamp.txt").write_text(stamp)
+
+    r = cli(course, "collect", assignment, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    start = time.monotonic()
+    r = cli(course, "autograde", assignment, "--workers", "2", env=env)
+    elapsed = time.monotonic() - start
+    print(r.stdout)
+    print(f"{assignment}: {len(expected)} submissions in {elapsed:.0f} s, {elapsed / len(expected):.1f} s each (2 workers)")
+    assert r.returncode == 1, r.stdout + r.stderr[-3000:]  # the ungradable notebooks make it non-zero
+    summary = {line.split()[0]: line for line in r.stdout.splitlines() if line.split() and line.split()[0] in expected}
+    for student in UNGRADABLE:
+        assert "failed" in summary[student] and "0/" in summary[student], summary[student]
+
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course}/gradebook.db", "10423-lec4") as gb:
+        got = {s: gb.find_submission(assignment, s).score for s in expected}
+    wrong = {s: (got[s], expected[s]) for s in expected if abs(got[s] - expected[s]) > 1e-6}
+    assert not wrong, f"(got, expected): {wrong}\n{r.stdout}"
+
+    # rerun: nothing regraded, nothing double counted
+    r2 = cli(course, "autograde", assignment, env=env)
+    assert r2.stdout.count("skipped") >= len(expected) - len(UNGRADABLE), r2.stdout
+    with Gradebook(f"sqlite:///{course}/gradebook.db", "10423-lec4") as gb:
+        assert {s: gb.find_submission(assignment, s).score for s in expected} == got
+
+    assert cli(course, "feedback", assignment, env=env).returncode == 0
+    suite_source = (Path(suite.__file__)).read_text()
+    secrets = [line.strip() for line in suite_source.splitlines() if len(line.strip()) > 30]
+    solution_lines = [l.strip() for l in (course / "solutions" / assignment / suite.NOTEBOOK).read_text().split("\\n")
+                      if "BEGIN SOLUTION" not in l and len(l.strip()) > 25]
+    for html in (course / "feedback").rglob("*.html"):
+        text = html.read_text()
+        assert "autograder/suites" not in text and "build_checks" not in text
+        leaked = [s for s in secrets if s in text]
+        assert not leaked, f"{html}: hidden suite text in feedback: {leaked[:3]}"
+        if "blank" in str(html):
+            assert "PASS" not in text
+
+    out = tmp_path / "grades.csv"
+    assert cli(course, "export", "--to", str(out), env=env).returncode == 0
+    rows = {row["student_id"]: row for row in csv.DictReader(out.open()) if row["assignment"] == assignment}
+    for student, score in expected.items():
+        assert float(rows[student]["score"]) == pytest.approx(score)
