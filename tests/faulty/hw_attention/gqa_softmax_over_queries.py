@@ -1,0 +1,13 @@
+"""Softmax over the query axis (dim=-2) instead of over the keys."""
+BREAKS = "gqa_attention"
+
+
+def gqa_attention(q, k, v, causal=True):
+    T, S, D = q.shape[2], k.shape[2], q.shape[3]
+    grouped_q = q.unflatten(1, (k.shape[1], q.shape[1] // k.shape[1]))
+    scores = grouped_q @ k.unsqueeze(2).transpose(-2, -1) / math.sqrt(D)
+    if causal:
+        visible = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+        scores = scores.masked_fill(~visible, float("-inf"))
+    weights = torch.nan_to_num(scores.float().softmax(dim=-2)).to(v.dtype)
+    return (weights @ v.unsqueeze(2)).flatten(1, 2)

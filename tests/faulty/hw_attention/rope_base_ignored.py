@@ -1,0 +1,11 @@
+"""Hard-codes 10000 instead of using the `base` argument (Llama 3 uses 500000)."""
+BREAKS = "apply_rope"
+
+
+def apply_rope(x, positions, base=10000.0):
+    half = x.shape[-1] // 2
+    theta = 10000.0 ** (-2.0 * torch.arange(half, device=x.device, dtype=torch.float32) / x.shape[-1])
+    angles = positions.float()[:, None] * theta
+    cos, sin = angles.cos(), angles.sin()
+    even, odd = x.float()[..., 0::2], x.float()[..., 1::2]
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2).to(x.dtype)

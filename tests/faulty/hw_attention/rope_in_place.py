@@ -1,0 +1,14 @@
+"""Right values, but writes them into x in place (and returns x): the caller's tensor changes."""
+BREAKS = "apply_rope"
+
+
+def apply_rope(x, positions, base=10000.0):
+    half = x.shape[-1] // 2
+    theta = base ** (-2.0 * torch.arange(half, device=x.device, dtype=torch.float32) / x.shape[-1])
+    angles = positions.float()[:, None] * theta
+    cos, sin = angles.cos(), angles.sin()
+    even, odd = x.float()[..., 0::2], x.float()[..., 1::2]
+    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
+    with torch.no_grad():
+        x.copy_(rotated)
+    return x

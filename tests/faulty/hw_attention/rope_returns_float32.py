@@ -1,0 +1,11 @@
+"""Computes in float32 (good) but forgets to cast back: float16 in, float32 out."""
+BREAKS = "apply_rope"
+
+
+def apply_rope(x, positions, base=10000.0):
+    half = x.shape[-1] // 2
+    theta = base ** (-2.0 * torch.arange(half, device=x.device, dtype=torch.float32) / x.shape[-1])
+    angles = positions.float()[:, None] * theta
+    cos, sin = angles.cos(), angles.sin()
+    even, odd = x.float()[..., 0::2], x.float()[..., 1::2]
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)

@@ -1,0 +1,21 @@
+"""Sliding chunks whose mask indices come from torch.arange(...) on the CPU: fails on a GPU."""
+BREAKS = "sliding_window_attention"
+
+
+def sliding_window_attention(q, k, v, w):
+    B, Hq, T, D = q.shape
+    Hkv = k.shape[1]
+    half = min(w // 2, T)
+    n = -(-T // half)
+    pad = n * half - T
+    keys = F.pad(k, (0, 0, half, pad)).unfold(2, 2 * half, half)
+    values = F.pad(v, (0, 0, half, pad)).unfold(2, 2 * half, half)
+    queries = F.pad(q, (0, 0, 0, pad)).unflatten(2, (n, half)).unflatten(1, (Hkv, Hq // Hkv))
+    scores = queries @ keys.unsqueeze(2) / math.sqrt(D)
+    i = torch.arange(half)[:, None]
+    j = torch.arange(2 * half)
+    c = torch.arange(n)[:, None, None]
+    visible = (j >= i) & (j <= i + half) & ((c - 1) * half + j >= 0)
+    weights = scores.masked_fill(~visible, float("-inf")).float().softmax(dim=-1).to(v.dtype)
+    out = weights @ values.unsqueeze(2).transpose(-2, -1)
+    return out.flatten(3, 4)[..., :T, :].flatten(1, 2)
