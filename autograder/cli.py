@@ -297,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--to", default="grades.csv")
     args = parser.parse_args(argv)
 
+    # nbgrader runs `alembic` (gradebook migrations) from PATH: use the environment's own
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     course = Course.load(args.course_root, args.db_url, args.exchange)
     if args.command == "generate":
         return run_nbgrader(course, "generate_assignment", args.assignment, "--force")

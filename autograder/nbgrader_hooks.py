@@ -28,11 +28,13 @@ from pathlib import Path
 
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,
-                                    LimitOutput, NbGraderPreprocessor, SaveAutoGrades)
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, Execute,
+                                    IgnorePattern, LimitOutput, NbGraderPreprocessor, OverwriteCells,
+                                    OverwriteKernelspec, SaveAutoGrades)
 from traitlets import Float, Instance, Integer, Unicode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +138,9 @@ class SandboxedExecute(Execute):
         finally:
             self.timeout = per_cell
 
+    # nbclient binds its synchronous wrapper to its own coroutine: rebind it to ours
+    execute_cell = run_sync(async_execute_cell)
+
     async def _stop_kernel(self):
         if self.km is not None:
             try:
@@ -151,6 +156,27 @@ class SandboxedExecute(Execute):
                 outs.append(_stream(f"\n[output beyond {self.max_output_bytes} bytes dropped]\n", "stdout"))
             return None
         return super().output(outs, msg, display_id, cell_index)
+
+
+class RestoreMetadata(NbGraderPreprocessor):
+    """Sanitize step: every cell's nbgrader metadata comes from the source notebook (by
+    ``grade_id``); metadata naming no source cell is dropped. nbgrader's OverwriteCells
+    crashes on e.g. a solution cell turned into a grade cell; after this it cannot."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        coursedir = CourseDirectory(config=self.config)
+        source_nb = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / \
+            f"{info['notebook']}.ipynb"
+        source = {c.metadata["nbgrader"]["grade_id"]: c for c in nbformat.read(source_nb, 4).cells
+                  if c.metadata.get("nbgrader", {}).get("grade_id")}
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if gid in source and source[gid].cell_type == cell.cell_type:
+                cell.metadata["nbgrader"] = dict(source[gid].metadata["nbgrader"])
+            else:
+                cell.metadata.pop("nbgrader", None)
+        return nb, resources
 
 
 class TrustedVerdicts(NbGraderPreprocessor):
@@ -229,6 +255,8 @@ def configure(c) -> None:
     c.Autograde.autograde_preprocessors = [
         SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         TrustedVerdicts, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreMetadata, OverwriteKernelspec,
+                                          OverwriteCells, CheckCellMetadata]
     c.OverwriteCells.add_missing_cells = True  # a deleted test cell is graded anyway
     c.LimitOutput.max_lines = 500
     c.LimitOutput.max_length = 20000
