@@ -1,0 +1,60 @@
+"""The sandbox and the runner's deadlines, checked by running real confined processes."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from autograder.protocol import LOAD_TIMEOUT, Call, run_calls  # noqa: E402
+from autograder.sandbox import BwrapSandbox, Limits  # noqa: E402
+
+PROBE = """
+import os, socket
+print(os.path.exists('{root}/solutions'), os.path.exists('{root}/autograder/suites'), os.path.exists('{root}/gradebook.db'))
+try:
+    socket.create_connection(('1.1.1.1', 53), timeout=2); print('net')
+except OSError:
+    print('nonet')
+for p in ['{root}/src/evil.py', '/usr/evil']:
+    try:
+        open(p, 'w'); print('wrote', p)
+    except OSError:
+        pass
+open('mine.txt', 'w').write('ok'); print('own dir ok')
+"""
+
+
+def test_sandbox_hides_course_files_and_network(tmp_path):
+    out = subprocess.run(BwrapSandbox().wrap([sys.executable, "-c", PROBE.format(root=ROOT)], tmp_path),
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split("\n")[:2] == ["False False False", "nonet"], out
+    assert "wrote" not in out.stdout and "own dir ok" in out.stdout
+
+
+def test_memory_limit_applies(tmp_path):
+    sandbox = BwrapSandbox(Limits(memory_bytes=2**30))
+    out = subprocess.run(sandbox.wrap([sys.executable, "-c", "b = bytearray(3 * 2**30)"], tmp_path),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "MemoryError" in out.stderr
+
+
+def test_call_timeout_and_recovery():
+    source = "def spin(x):\n    while True:\n        pass\n\ndef double(x):\n    return 2 * x\n"
+    start = time.monotonic()
+    outs = run_calls(source, [Call("spin", [torch.ones(1)], timeout=2), Call("double", [torch.ones(2)], timeout=20)],
+                     sandbox=BwrapSandbox())
+    assert not outs[0].ok and "timed out" in outs[0].error
+    assert outs[1].ok and torch.equal(outs[1].output["tensor"], torch.full((2,), 2.0))
+    assert time.monotonic() - start < 60
+
+
+def test_infinite_loop_at_top_level_fails_every_call_once(monkeypatch):
+    monkeypatch.setattr("autograder.protocol.LOAD_TIMEOUT", 8.0)
+    start = time.monotonic()
+    outs = run_calls("while True:\n    pass\n", [Call("f", [1], timeout=5)] * 3, sandbox=BwrapSandbox())
+    assert all(not o.ok and "did not finish" in o.error for o in outs)
+    assert time.monotonic() - start < 8.0 + 20
