@@ -1,0 +1,390 @@
+"""Hidden tests of `hw-conv`: conv2d / max-pool backward, their autograd wiring, a CNN training step.
+
+Every reference is computed here, in the trusted process, by autograd of ``F.conv2d`` /
+``F.max_pool2d`` in float64; the submission's functions only ever see the inputs. Besides
+values, checks require the inputs' dtype and device (calls on the ``meta`` device catch tensors
+created on the CPU even without a GPU), unchanged inputs and a ValueError for bad shapes.
+
+The notebook's visible "train to 90% test accuracy" cell runs in the student's kernel, so its
+trusted counterpart is one training step driven from here: a batch of real digits goes through
+the notebook's ``cnn_logits`` (built from the student's layers), the runner backpropagates the
+loss's gradient, and the six parameter gradients must equal autograd's (and lower the loss).
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from autograder.protocol import Call, Check, Outcome, assert_close, expect_ok, tensor_of
+
+ASSIGNMENT = "hw-conv"
+NOTEBOOK = "hw-conv.ipynb"
+
+GRADE_CELLS = {
+    "test_conv2d_backward_visible": ("conv2d_backward", 6),
+    "test_conv2d_backward_hidden": ("conv2d_backward", 14),
+    "test_maxpool2d_backward_visible": ("maxpool2d_backward", 4),
+    "test_maxpool2d_backward_hidden": ("maxpool2d_backward", 8),
+    "test_wiring": ("cnn_logits", 3),
+    "test_train_cnn": ("cnn_logits", 5),
+}
+
+_NO_AUTOGRAD = {"autograd", "backward", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "enable_grad",
+                "set_grad_enabled", "requires_grad_"}
+# The layers of the CNN (cnn_logits and everything it calls) must not fall back to PyTorch's own.
+_TORCH_LAYERS = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+                 "conv2d_input", "conv2d_weight", "convolution_backward", "_convolution", "Conv2d",
+                 "ConvTranspose2d", "max_pool2d", "max_pool2d_with_indices", "max_pool2d_with_indices_backward",
+                 "max_unpool2d", "MaxPool2d", "MaxUnpool2d", "adaptive_max_pool2d", "fractional_max_pool2d"}
+FORBIDDEN = {
+    "conv2d_backward": {n for n in _TORCH_LAYERS if "conv" in n.lower()} | _NO_AUTOGRAD,
+    "maxpool2d_backward": {n for n in _TORCH_LAYERS if "pool" in n.lower()} | _NO_AUTOGRAD,
+    "cnn_logits": set(_TORCH_LAYERS),
+}
+
+REQUIRE_GPU_ENV = "AUTOGRADER_REQUIRE_GPU"
+TOL = {torch.float64: (1e-9, 1e-7), torch.float32: (1e-3, 1e-4)}  # (atol, rtol)
+
+# (N, C, H, W, F, KH, KW, stride, padding): strides 1-3, padding 0-2, non-square kernels, C != F,
+# N = 1, C = 1, F = 1, and sizes the stride does not divide (rows/columns no window reaches).
+CONV_VISIBLE = [(2, 3, 6, 6, 4, 3, 3, 1, 0), (2, 2, 7, 8, 3, 3, 2, 2, 1)]
+CONV_HIDDEN = [(2, 3, 7, 7, 4, 3, 3, 1, 0), (2, 3, 8, 8, 5, 3, 3, 2, 1), (1, 2, 9, 7, 3, 2, 3, 3, 2),
+               (3, 4, 10, 9, 2, 5, 3, 2, 2), (2, 1, 6, 11, 6, 1, 4, 1, 1), (2, 5, 7, 8, 1, 4, 2, 3, 0),
+               (4, 3, 5, 5, 4, 5, 5, 1, 2), (1, 6, 12, 10, 8, 3, 3, 2, 0), (2, 2, 8, 8, 3, 3, 3, 3, 1),
+               (2, 3, 9, 9, 4, 3, 3, 1, 2)]
+# (N, C, H, W, kernel_size, stride): overlapping windows (stride < kernel), gaps (stride > kernel),
+# sizes the stride does not divide, one window covering the whole image.
+POOL_VISIBLE = [(2, 3, 8, 8, 2, 2), (2, 2, 7, 9, 3, 1), (1, 2, 9, 8, 3, 2)]
+POOL_HIDDEN = [(2, 3, 8, 8, 2, 2), (2, 2, 7, 9, 3, 1), (1, 3, 9, 9, 3, 2), (2, 2, 10, 11, 2, 3),
+               (3, 1, 5, 7, 2, 1), (2, 4, 6, 6, 3, 3), (1, 1, 4, 4, 4, 1), (2, 2, 9, 8, 4, 2)]
+
+
+def _describe_conv(cfg) -> str:
+    N, C, H, W, n_filters, KH, KW, stride, padding = cfg
+    return f"N={N}, C={C}, F={n_filters}, {H}x{W} input, {KH}x{KW} kernel, stride {stride}, padding {padding}"
+
+
+def _describe_pool(cfg) -> str:
+    N, C, H, W, k, s = cfg
+    return f"N={N}, C={C}, {H}x{W} input, kernel {k}, stride {s}"
+
+
+# --- inputs and trusted references ----------------------------------------------------------
+
+def conv_inputs(cfg, seed: int) -> list[torch.Tensor]:
+    """[grad_out, x, weight] in float64 for a configuration (N, C, H, W, F, KH, KW, stride, padding)."""
+    N, C, H, W, n_filters, KH, KW, stride, padding = cfg
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, C, H, W, dtype=torch.float64, generator=gen)
+    weight = torch.randn(n_filters, C, KH, KW, dtype=torch.float64, generator=gen)
+    out_shape = (N, n_filters, (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1)
+    return [torch.randn(out_shape, dtype=torch.float64, generator=gen), x, weight]
+
+
+def conv_reference(grad_out, x, weight, stride: int, padding: int) -> tuple[torch.Tensor, ...]:
+    """(grad_x, grad_weight, grad_bias): autograd of F.conv2d in float64 at exactly these inputs."""
+    leaves = [x.double().requires_grad_(), weight.double().requires_grad_(),
+              torch.zeros(weight.shape[0], dtype=torch.float64, requires_grad=True)]
+    F.conv2d(*leaves, stride=stride, padding=padding).backward(grad_out.double())
+    return tuple(t.grad for t in leaves)
+
+
+def tie_free(shape, gen: torch.Generator, dtype=torch.float64) -> torch.Tensor:
+    """Distinct values (a shuffled grid), exact in float32 too: every window has one maximum."""
+    n = 1
+    for size in shape:
+        n *= size
+    return ((torch.randperm(n, generator=gen).to(dtype) / n - 0.5) * 4).reshape(shape)
+
+
+def pool_case(cfg, seed: int):
+    """Inputs (grad_out, x) in float64 (x tie-free) and autograd's grad_x."""
+    N, C, H, W, k, s = cfg
+    gen = torch.Generator().manual_seed(seed)
+    x = tie_free((N, C, H, W), gen)
+    leaf = x.clone().requires_grad_()
+    out = F.max_pool2d(leaf, k, s)
+    grad_out = torch.randn(out.shape, dtype=torch.float64, generator=gen)
+    out.backward(grad_out)
+    return (grad_out, x), leaf.grad
+
+
+# --- verification helpers ---------------------------------------------------------------------
+
+def _items(description, count: int, what: str) -> list:
+    if not isinstance(description, dict) or description.get("kind") not in ("tuple", "list") \
+            or len(description["items"]) != count:
+        raise AssertionError(f"{what} must return a tuple of {count} tensors")
+    return description["items"]
+
+
+def _same_device(description, device: str, what: str) -> None:
+    got = str(description.get("device", "")) if isinstance(description, dict) else ""
+    if got.split(":")[0] != device.split(":")[0]:
+        raise AssertionError(f"{what} is on {got or 'no device'}, expected the inputs' device ({device}); "
+                             "create tensors with new_zeros / zeros_like or device=x.device")
+
+
+def _inputs_unchanged(outcome: Outcome, originals: list[torch.Tensor], names: list[str]) -> None:
+    after = outcome.args_after.get("items", []) if isinstance(outcome.args_after, dict) else []
+    for description, original, name in zip(after, originals, names):
+        if not torch.equal(tensor_of(description), original.to(tensor_of(description).dtype)):
+            raise AssertionError(f"the function modified its input {name} in place")
+
+
+def _expect_value_error(outcome: Outcome, what: str) -> None:
+    if outcome.ok:
+        raise AssertionError(f"{what} should raise ValueError, but the call returned")
+    if not str(outcome.error).startswith("ValueError"):
+        raise AssertionError(f"{what} should raise ValueError, got {outcome.error}")
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+def conv_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dtype) -> Check:
+    args = [t.to(dtype) for t in conv_inputs(cfg, seed)]
+    stride, padding = cfg[7], cfg[8]
+    expected = conv_reference(*args, stride, padding)  # at the inputs actually sent (float32 rounded)
+    label = f"{_describe_conv(cfg)}, {str(dtype).removeprefix('torch.')}"
+    atol, rtol = TOL[dtype]
+
+    def verify(outcomes: list[Outcome]) -> str | None:
+        (outcome,) = outcomes
+        expect_ok(outcome)
+        items = _items(outcome.output, 3, "conv2d_backward")
+        for name, description, exp in zip(["grad_x", "grad_weight", "grad_bias"], items, expected):
+            _same_device(description, device, f"{name} ({label})")
+            assert_close(description, exp.to(dtype), atol, rtol, f"{name} ({label})")
+        _inputs_unchanged(outcome, args, ["grad_out", "x", "weight"])
+        return None
+
+    call = Call("conv2d_backward", args, {"stride": stride, "padding": padding}, device=device)
+    return Check(grade_id, f"conv2d_backward values: {label}", [call], verify)
+
+
+def meta_check(grade_id: str, function: str, args: list, kwargs: dict, shapes: list[tuple], label: str) -> Check:
+    """Run on the meta device: every output must stay there (no tensor created on the CPU)."""
+    def verify(outcomes: list[Outcome]) -> str | None:
+        (outcome,) = outcomes
+        if not outcome.ok:
+            raise AssertionError(f"the call on device 'meta' failed ({outcome.error}); tensors created "
+                                 "without device=... end up on the CPU and cannot mix with the inputs")
+        items = _items(outcome.output, len(shapes), function) if len(shapes) > 1 else [outcome.output]
+        for description, shape in zip(items, shapes):
+            if not isinstance(description, dict) or description.get("kind") != "tensor":
+                raise AssertionError(f"{function} must return tensors")
+            _same_device(description, "meta", f"an output of {function}")
+            if tuple(description["shape"]) != tuple(shape):
+                raise AssertionError(f"on device 'meta': output shape {tuple(description['shape'])}, expected {shape}")
+            if description["dtype"] != "torch.float32":
+                raise AssertionError(f"on device 'meta': output dtype {description['dtype']}, expected torch.float32")
+        return None
+
+    return Check(grade_id, f"{function} keeps outputs on the inputs' device: {label}",
+                 [Call(function, args, kwargs, device="meta")], verify)
+
+
+def error_check(grade_id: str, function: str, args: list, kwargs: dict, what: str, device: str) -> Check:
+    def verify(outcomes: list[Outcome]) -> str | None:
+        _expect_value_error(outcomes[0], what)
+        return None
+    return Check(grade_id, f"{function}: {what} raises ValueError", [Call(function, args, kwargs, device=device)], verify)
+
+
+def pool_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dtype) -> Check:
+    (grad_out, x), expected = pool_case(cfg, seed)
+    args = [grad_out.to(dtype), x.to(dtype)]
+    if dtype != torch.float64:
+        expected = expected.to(dtype)  # the argmax is the same (values exact); sums of one-or-few terms
+    k, s = cfg[4], cfg[5]
+    label = f"{_describe_pool(cfg)}, {str(dtype).removeprefix('torch.')}"
+    atol, rtol = TOL[dtype]
+
+    def verify(outcomes: list[Outcome]) -> str | None:
+        (outcome,) = outcomes
+        expect_ok(outcome)
+        _same_device(outcome.output, device, f"grad_x ({label})")
+        assert_close(outcome.output, expected.to(dtype), atol, rtol, f"grad_x ({label})")
+        _inputs_unchanged(outcome, args, ["grad_out", "x"])
+        return None
+
+    call = Call("maxpool2d_backward", args + [k, s], device=device)
+    return Check(grade_id, f"maxpool2d_backward values: {label}", [call], verify)
+
+
+def conv_checks(device: str) -> list[Check]:
+    checks = [conv_value_check("test_conv2d_backward_visible", cfg, 100 + i, device, torch.float64)
+              for i, cfg in enumerate(CONV_VISIBLE)]
+    checks.append(conv_value_check("test_conv2d_backward_visible", (1, 2, 5, 5, 3, 3, 3, 1, 0), 110, device,
+                                   torch.float32))
+    checks.append(error_check("test_conv2d_backward_visible", "conv2d_backward",
+                              [torch.randn(1, 3, 3, 3), torch.randn(1, 2, 5, 5), torch.randn(3, 4, 3, 3)], {},
+                              "weight with 4 input channels for x with 2", device))
+    hidden = "test_conv2d_backward_hidden"
+    checks += [conv_value_check(hidden, cfg, 200 + i, device, torch.float64) for i, cfg in enumerate(CONV_HIDDEN)]
+    checks += [conv_value_check(hidden, CONV_HIDDEN[i], 300 + i, device, torch.float32) for i in (1, 2, 3, 5)]
+    for i in (1, 2):
+        cfg = CONV_HIDDEN[i]
+        grad_out, x, weight = conv_inputs(cfg, 400 + i)
+        shapes = [tuple(x.shape), tuple(weight.shape), (weight.shape[0],)]
+        checks.append(meta_check(hidden, "conv2d_backward", [grad_out.float(), x.float(), weight.float()],
+                                 {"stride": cfg[7], "padding": cfg[8]}, shapes, _describe_conv(cfg)))
+    grad_out, x, weight = conv_inputs(CONV_HIDDEN[1], 500)
+    checks.append(error_check(hidden, "conv2d_backward", [grad_out[:, :, :-1], x, weight],
+                              {"stride": 2, "padding": 1}, "grad_out with one row too few", device))
+    checks.append(error_check(hidden, "conv2d_backward", [grad_out, x[:, :2], weight],
+                              {"stride": 2, "padding": 1}, "x with fewer channels than weight", device))
+    return checks
+
+
+def pool_checks(device: str) -> list[Check]:
+    checks = [pool_value_check("test_maxpool2d_backward_visible", cfg, 600 + i, device, torch.float64)
+              for i, cfg in enumerate(POOL_VISIBLE)]
+    checks.append(pool_value_check("test_maxpool2d_backward_visible", (1, 1, 6, 6, 2, 2), 610, device, torch.float32))
+    checks.append(error_check("test_maxpool2d_backward_visible", "maxpool2d_backward",
+                              [torch.randn(1, 1, 3, 3), torch.randn(1, 1, 8, 8), 2, 2], {},
+                              "grad_out of shape (1, 1, 3, 3) for an 8x8 input, kernel 2, stride 2", device))
+    hidden = "test_maxpool2d_backward_hidden"
+    checks += [pool_value_check(hidden, cfg, 700 + i, device, torch.float64) for i, cfg in enumerate(POOL_HIDDEN)]
+    checks += [pool_value_check(hidden, POOL_HIDDEN[i], 800 + i, device, torch.float32) for i in (1, 2, 7)]
+    for i in (1, 3):
+        cfg = POOL_HIDDEN[i]
+        (grad_out, x), _ = pool_case(cfg, 900 + i)
+        checks.append(meta_check(hidden, "maxpool2d_backward", [grad_out.float(), x.float(), cfg[4], cfg[5]], {},
+                                 [tuple(x.shape)], _describe_pool(cfg)))
+    (grad_out, x), _ = pool_case(POOL_HIDDEN[2], 950)
+    checks.append(error_check(hidden, "maxpool2d_backward", [grad_out[:, :, :, :-1], x, 3, 2], {},
+                              "grad_out with one column too few", device))
+    return checks
+
+
+# --- wiring and the CNN training step -----------------------------------------------------------
+
+def layer_grad_check(function: str, args: list, grad_of: tuple, reference, label: str, device: str) -> Check:
+    """Backpropagate a fixed gradient through the student's layer in the sandbox; compare with autograd."""
+    leaves = [args[i].clone().requires_grad_() if i in grad_of else args[i] for i in range(len(args))]
+    out = reference(*leaves)
+    grad_output = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(len(label)))
+    expected = torch.autograd.grad(out, [leaves[i] for i in grad_of], grad_output)
+
+    def verify(outcomes: list[Outcome]) -> str | None:
+        (outcome,) = outcomes
+        expect_ok(outcome)
+        _same_device(outcome.output, device, f"{function} output")
+        assert_close(outcome.output, out.detach(), 1e-9, 1e-7, f"{function} output ({label})")
+        for index, description, exp in zip(grad_of, outcome.grads or [], expected):
+            if description is None or description.get("kind") != "tensor":
+                raise AssertionError(f"{function}: no gradient reached argument {index} ({label}); "
+                                     "does backward return one gradient per forward input?")
+            assert_close(description, exp, 1e-9, 1e-7, f"{function}: gradient of argument {index} ({label})")
+        return None
+
+    call = Call(function, args, device=device, grad_of=grad_of, grad_output=grad_output)
+    return Check("test_wiring", f"{function} gradients: {label}", [call], verify)
+
+
+def wiring_checks(device: str) -> list[Check]:
+    gen = torch.Generator().manual_seed(1000)
+    checks = []
+    for stride, padding, shape, wshape in [(2, 1, (2, 2, 6, 5), (3, 2, 3, 2)), (1, 2, (1, 3, 5, 5), (2, 3, 3, 3))]:
+        x = torch.randn(shape, dtype=torch.float64, generator=gen)
+        w = torch.randn(wshape, dtype=torch.float64, generator=gen)
+        b = torch.randn(wshape[0], dtype=torch.float64, generator=gen)
+        checks.append(layer_grad_check(
+            "conv2d_layer", [x, w, b, stride, padding], (0, 1, 2),
+            lambda x, w, b, s, p: F.conv2d(x, w, b, stride=s, padding=p),
+            f"stride {stride}, padding {padding}", device))
+    for k, s in [(3, 2), (2, 2)]:
+        x = tie_free((2, 2, 7, 7), gen)
+        checks.append(layer_grad_check("maxpool2d_layer", [x, k, s], (0,), lambda x, k, s: F.max_pool2d(x, k, s),
+                                       f"kernel {k}, stride {s}", device))
+    return checks
+
+
+def reference_cnn_logits(x, conv1_w, conv1_b, conv2_w, conv2_b, fc_w, fc_b):
+    """The notebook's CNN with PyTorch's own layers (the trusted twin of its cnn_logits)."""
+    h = F.max_pool2d(torch.relu(F.conv2d(x, conv1_w, conv1_b, padding=1)), 2, 2)
+    h = F.max_pool2d(torch.relu(F.conv2d(h, conv2_w, conv2_b, padding=1)), 2, 2)
+    return h.flatten(1) @ fc_w.t() + fc_b
+
+
+@lru_cache(maxsize=1)
+def _digits_batches() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, y) for the graded step and (x, y) for pre-training; real digits plus tiny noise (no max-pool ties)."""
+    from lec4.data import load_digits
+
+    train, _ = load_digits()
+    gen = torch.Generator().manual_seed(1100)
+    x = train.x.double() + 1e-3 * torch.randn(train.x.shape, dtype=torch.float64, generator=gen)
+    return x[:48], train.y[:48], x[48:], train.y[48:]
+
+
+def _initial_params(seed: int) -> list[torch.Tensor]:
+    """The notebook's initialization (init_cnn_params), in float64, from a seed of the grader's."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(8, 1, 3, 3), (8,), (16, 8, 3, 3), (16,), (10, 64), (10,)]
+    fan_in = [9, 9, 72, 72, 64, 64]
+    return [torch.randn(shape, dtype=torch.float64, generator=gen) / fan ** 0.5 for shape, fan in zip(shapes, fan_in)]
+
+
+def _pretrained_params(seed: int, steps: int = 60) -> list[torch.Tensor]:
+    """Parameters after some trusted SGD on other digits, so the graded step is mid-training."""
+    _, _, x_train, y_train = _digits_batches()
+    params = [p.requires_grad_() for p in _initial_params(seed)]
+    optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
+    for step in range(steps):
+        batch = slice((step * 32) % (len(y_train) - 32), (step * 32) % (len(y_train) - 32) + 32)
+        loss = F.cross_entropy(reference_cnn_logits(x_train[batch], *params), y_train[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return [p.detach() for p in params]
+
+
+def training_step_check(params: list[torch.Tensor], dtype: torch.dtype, label: str, device: str) -> Check:
+    x, y, _, _ = _digits_batches()
+    x, params = x.to(dtype), [p.to(dtype) for p in params]
+    leaves = [p.double().requires_grad_() for p in params]
+    logits = reference_cnn_logits(x.double(), *leaves)
+    loss = F.cross_entropy(logits, y)
+    grad_logits = torch.autograd.grad(loss, logits, retain_graph=True)[0]
+    expected = torch.autograd.grad(loss, leaves)
+    atol, rtol = (1e-9, 1e-7) if dtype == torch.float64 else (1e-5, 1e-3)
+    names = ["conv1_w", "conv1_b", "conv2_w", "conv2_b", "fc_w", "fc_b"]
+
+    def verify(outcomes: list[Outcome]) -> str | None:
+        (outcome,) = outcomes
+        expect_ok(outcome)
+        grads = outcome.grads or []
+        if len(grads) != 6 or any(g is None or g.get("kind") != "tensor" for g in grads):
+            raise AssertionError(f"not every CNN parameter got a gradient ({label})")
+        for name, description, exp in zip(names, grads, expected):
+            assert_close(description, exp.to(dtype), atol, rtol, f"gradient of {name} ({label})")
+        lr = 0.1
+        with torch.no_grad():
+            stepped = [p.double() - lr * tensor_of(g).double() for p, g in zip(params, grads)]
+            if F.cross_entropy(reference_cnn_logits(x.double(), *stepped), y) >= loss:
+                raise AssertionError(f"an SGD step with these gradients does not lower the loss ({label})")
+        return None
+
+    call = Call("cnn_logits", [x] + params, device=device, grad_of=tuple(range(1, 7)),
+                grad_output=grad_logits.to(dtype))
+    return Check("test_train_cnn", f"CNN training step on digits: {label}", [call], verify)
+
+
+def training_checks(device: str) -> list[Check]:
+    at_init, trained = _initial_params(1200), _pretrained_params(1201)
+    return [training_step_check(at_init, torch.float64, "at initialization, float64", device),
+            training_step_check(trained, torch.float64, "mid-training, float64", device),
+            training_step_check(trained, torch.float32, "mid-training, float32", device)]
+
+
+def build_checks(device: str) -> list[Check]:
+    """All checks on ``device`` ("cuda" when the grader has a GPU); AUTOGRADER_REQUIRE_GPU=1 makes a missing GPU an error."""
+    if os.environ.get(REQUIRE_GPU_ENV) == "1" and (not device.startswith("cuda") or not torch.cuda.is_available()):
+        raise RuntimeError(f"{REQUIRE_GPU_ENV}=1 but grading would run on {device!r} "
+                           f"(torch.cuda.is_available() = {torch.cuda.is_available()})")
+    return conv_checks(device) + pool_checks(device) + wiring_checks(device) + training_checks(device)

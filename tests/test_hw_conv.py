@@ -1,0 +1,226 @@
+"""hw-conv: the hidden-test suite grades the reference fully and every catalogued mistake on the
+right cells; the notebook, its release and the suite agree; nbgrader accepts/rejects as it should.
+
+Grading runs the submission in a separate process (autograder.runner) exactly as in production,
+minus the sandbox. Runner processes get one thread each: xdist already keeps both cores busy.
+"""
+from __future__ import annotations
+
+import ast
+import filecmp
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from autograder.notebook import submission_source
+from autograder.protocol import grade
+from autograder.suites import hw_conv
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_NB = ROOT / "solutions" / "hw-conv" / "hw-conv.ipynb"
+RELEASE_NB = ROOT / "assignments" / "hw-conv" / "hw-conv.ipynb"
+FAULTY = sorted((ROOT / "tests" / "faulty" / "hw_conv").glob("*.py"))
+NBGRADER = [sys.executable, "-m", "nbgrader"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+# Which graded cells each solution cell feeds: the CNN cells use both backward functions and the wiring.
+CELLS_USING = {
+    "conv2d_backward": {"test_conv2d_backward_visible", "test_conv2d_backward_hidden", "test_wiring", "test_train_cnn"},
+    "maxpool2d_backward": {"test_maxpool2d_backward_visible", "test_maxpool2d_backward_hidden", "test_wiring",
+                           "test_train_cnn"},
+    "wiring": {"test_wiring", "test_train_cnn"},
+}
+# The cells that must notice each kind of mistake.
+MUST_FAIL = {"conv2d_backward": "test_conv2d_backward_hidden", "maxpool2d_backward": "test_maxpool2d_backward_hidden",
+             "wiring": "test_wiring"}
+
+
+class CachedSuite:
+    """hw_conv with its checks built once per process (building them loads digits and trains a little)."""
+
+    def __init__(self):
+        self._checks = {}
+
+    def __getattr__(self, name):
+        return getattr(hw_conv, name)
+
+    def build_checks(self, device):
+        if device not in self._checks:
+            self._checks[device] = hw_conv.build_checks(device)
+        return self._checks[device]
+
+
+SUITE = CachedSuite()
+
+
+def _grade(source: str):
+    return grade(SUITE, source, device="cpu", env=ONE_THREAD)
+
+
+def _notebook_cells(path: Path) -> dict[str, nbformat.NotebookNode]:
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nbformat.read(path, as_version=4).cells
+            if "nbgrader" in c.metadata}
+
+
+def _with_cell(tmp_path: Path, grade_id: str, code: str) -> Path:
+    """A submitted notebook: the solution notebook with one solution cell replaced by ``code``."""
+    nb = nbformat.read(SOURCE_NB, as_version=4)
+    matches = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    assert len(matches) == 1 and matches[0].metadata["nbgrader"]["solution"], grade_id
+    matches[0].source = code
+    path = tmp_path / "hw-conv.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _breaks(path: Path) -> str:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and node.targets[0].id == "BREAKS":
+            return node.value.value
+    raise AssertionError(f"{path.name} declares no BREAKS = '<solution cell>'")
+
+
+# --- the suite against the notebook -----------------------------------------------------------
+
+def test_grade_cells_and_points_match_notebook():
+    graded = {gid: c.metadata["nbgrader"]["points"] for gid, c in _notebook_cells(SOURCE_NB).items()
+              if c.metadata["nbgrader"]["grade"]}
+    assert graded == {gid: pts for gid, (_, pts) in hw_conv.GRADE_CELLS.items()}
+    assert hw_conv.ASSIGNMENT == SOURCE_NB.parent.name and hw_conv.NOTEBOOK == SOURCE_NB.name
+    hidden = {gid for gid, c in _notebook_cells(SOURCE_NB).items() if c.source.startswith("# Hidden tests")}
+    assert hidden == {"test_conv2d_backward_hidden", "test_maxpool2d_backward_hidden"}
+    assert all(c.source.count("\n") == 0 for gid, c in _notebook_cells(SOURCE_NB).items() if gid in hidden)
+
+
+def test_every_check_names_a_declared_cell_and_every_cell_has_checks():
+    checks = SUITE.build_checks("cpu")
+    assert {c.grade_id for c in checks} == set(hw_conv.GRADE_CELLS)
+    assert len([c for c in checks if c.grade_id == "test_conv2d_backward_hidden"]) >= 15
+    assert len([c for c in checks if c.grade_id == "test_maxpool2d_backward_hidden"]) >= 10
+
+
+def test_notebook_forbidden_lists_match_suite():
+    setup = _notebook_cells(SOURCE_NB)["setup"].source
+    namespace: dict = {}
+    exec(compile(setup, "setup", "exec"), namespace)
+    assert namespace["FORBIDDEN_CONV"] == hw_conv.FORBIDDEN["conv2d_backward"]
+    assert namespace["FORBIDDEN_POOL"] == hw_conv.FORBIDDEN["maxpool2d_backward"]
+
+
+def test_reference_solution_gets_full_marks():
+    cells = _grade(submission_source(SOURCE_NB))
+    failed = {gid: [r.hint for r in cell.results if not r.passed] for gid, cell in cells.items()}
+    assert all(cell.points == cell.max_points for cell in cells.values()), failed
+
+
+def test_blank_release_gets_zero():
+    cells = _grade(submission_source(SOURCE_NB, RELEASE_NB))
+    assert all(cell.points == 0 for cell in cells.values()), {g: c.points for g, c in cells.items()}
+
+
+@pytest.mark.parametrize("path", FAULTY, ids=[p.stem for p in FAULTY])
+def test_faulty_implementation_loses_points_on_its_cells_only(path, tmp_path):
+    broken = _breaks(path)
+    cells = _grade(submission_source(SOURCE_NB, _with_cell(tmp_path, broken, path.read_text())))
+    summary = {gid: (cell.points, cell.max_points) for gid, cell in cells.items()}
+    assert cells[MUST_FAIL[broken]].points < cells[MUST_FAIL[broken]].max_points, summary
+    for gid, cell in cells.items():
+        if gid not in CELLS_USING[broken]:
+            hints = [r.hint for r in cell.results if not r.passed]
+            assert cell.points == cell.max_points, f"{path.stem} lost points on unrelated {gid}: {hints}"
+
+
+def test_catalog_covers_the_classic_mistakes():
+    assert len(FAULTY) >= 10
+    assert {_breaks(p) for p in FAULTY} == set(MUST_FAIL)
+
+
+def test_forbidden_calls_zero_the_function(tmp_path):
+    code = _notebook_cells(SOURCE_NB)["conv2d_backward"].source
+    cheat = code.replace("### BEGIN SOLUTION", "### BEGIN SOLUTION\n    getattr(F, 'conv_transpose2d')")
+    cells = _grade(submission_source(SOURCE_NB, _with_cell(tmp_path, "conv2d_backward", cheat)))
+    for gid in ("test_conv2d_backward_visible", "test_conv2d_backward_hidden", "test_wiring", "test_train_cnn"):
+        assert cells[gid].points == 0, gid
+    assert "forbidden" in cells["test_conv2d_backward_hidden"].results[0].hint
+    assert cells["test_maxpool2d_backward_hidden"].points == cells["test_maxpool2d_backward_hidden"].max_points
+
+
+def test_require_gpu_env_makes_missing_gpu_an_error(monkeypatch):
+    monkeypatch.setenv(hw_conv.REQUIRE_GPU_ENV, "1")
+    if torch.cuda.is_available():
+        assert hw_conv.build_checks("cuda")
+    with pytest.raises(RuntimeError, match="AUTOGRADER_REQUIRE_GPU"):
+        hw_conv.build_checks("cpu")
+
+
+def test_references_are_autograd_of_torch_layers():
+    """The trusted twin of the notebook's CNN and the conv reference agree with nn modules' autograd."""
+    cfg = hw_conv.CONV_HIDDEN[2]
+    grad_out, x, weight = hw_conv.conv_inputs(cfg, 0)
+    conv = torch.nn.Conv2d(cfg[1], cfg[4], cfg[5:7], stride=cfg[7], padding=cfg[8], dtype=torch.float64)
+    conv.weight.data.copy_(weight)
+    leaf = x.clone().requires_grad_()
+    conv(leaf).backward(grad_out)
+    grad_x, grad_weight, grad_bias = hw_conv.conv_reference(grad_out, x, weight, cfg[7], cfg[8])
+    torch.testing.assert_close(grad_x, leaf.grad)
+    torch.testing.assert_close(grad_weight, conv.weight.grad)
+    torch.testing.assert_close(grad_bias, conv.bias.grad)
+
+
+# --- the release and nbgrader -----------------------------------------------------------------
+
+def test_release_is_what_nbgrader_generates(tmp_path):
+    course = tmp_path / "course"
+    (course / "solutions").mkdir(parents=True)
+    shutil.copytree(SOURCE_NB.parent, course / "solutions" / "hw-conv")
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    result = subprocess.run(NBGRADER + ["generate_assignment", "hw-conv", "--force"], cwd=course,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    generated = course / "assignments" / "hw-conv"
+    committed = ROOT / "assignments" / "hw-conv"
+    assert sorted(p.name for p in generated.iterdir()) == sorted(p.name for p in committed.iterdir())
+    for path in generated.iterdir():
+        assert filecmp.cmp(path, committed / path.name, shallow=False), f"{path.name} differs: regenerate it"
+
+
+def test_release_has_no_solution_or_hidden_test_code():
+    release = RELEASE_NB.read_text()
+    assert "BEGIN SOLUTION" not in release and "BEGIN HIDDEN TESTS" not in release
+    for gid, cell in _notebook_cells(SOURCE_NB).items():
+        for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S):
+            for line in region.splitlines():
+                if len(line.strip()) > 25:
+                    assert line.strip() not in release, f"solution line of {gid} in the release: {line.strip()}"
+    for name in ("build_checks", "CONV_HIDDEN", "POOL_HIDDEN", "reference_cnn_logits"):
+        assert name not in release
+    cells = _notebook_cells(RELEASE_NB)
+    assert cells["conv2d_backward"].source.count("raise NotImplementedError()") == 1
+    assert cells["wiring"].source.count("raise NotImplementedError()") == 2
+
+
+def _validate(path: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    copy = tmp_path / path.name
+    shutil.copy(path, copy)
+    return subprocess.run(NBGRADER + ["validate", str(copy)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **ONE_THREAD})
+
+
+@pytest.mark.slow
+def test_nbgrader_validate_passes_on_the_solution(tmp_path):
+    result = _validate(SOURCE_NB, tmp_path)
+    assert "Success! Your notebook passes all the tests." in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_nbgrader_validate_fails_clearly_on_the_blank_release(tmp_path):
+    result = _validate(RELEASE_NB, tmp_path)
+    assert "VALIDATION FAILED" in result.stdout, result.stdout + result.stderr
+    assert "NotImplementedError" in result.stdout
