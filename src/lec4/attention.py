@@ -11,7 +11,10 @@ sees the w/2 + 1 keys max(0, t − w/2) … t (the rightmost being t itself).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
 from typing import Callable
 
@@ -206,15 +209,30 @@ def peak_cpu_memory(fn: Callable[[], object]) -> int:
     """Peak bytes allocated on the CPU while ``fn()`` runs, from PyTorch's profiler.
 
     The profiler attributes every allocation and free to the operator that made it; the running
-    sum over operators in start order is the memory held, and its maximum the peak
+    sum over operators in the order they finish is the memory held, and its maximum the peak
     (approximate to within one operator's own temporaries).
     """
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _silenced_stderr_fd(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     held = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+    for event in sorted(prof.events(), key=lambda e: e.time_range.end):
         held += event.self_cpu_memory_usage
         peak = max(peak, held)
     return peak
+
+
+@contextlib.contextmanager
+def _silenced_stderr_fd():
+    """Send file descriptor 2 to /dev/null for a moment: the profiler's C++ backend prints
+    start/stop notices there, which would land in a notebook's output (Python exceptions still raise)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
