@@ -43,14 +43,14 @@ def test_rotation_is_orthogonal_and_composes():
     torch.testing.assert_close(Rm.T @ Rn, rotation_matrix(-4, 16))       # R_mᵀ R_n = R_{n−m}
 
 
-def test_rope_by_definition_matches_complex_multiplication():
-    # Independent reference: pairs (x_{2i}, x_{2i+1}) as complex numbers times e^{i m θ_i}.
+def test_rope_by_definition_rotates_each_position_by_its_own_block_matrix():
+    # Independent reference: position t's vector times the block_diag matrix built in plain Python.
     torch.manual_seed(0)
     x = torch.randn(2, 3, 5, 8, dtype=torch.float64)
-    z = torch.view_as_complex(x.reshape(2, 3, 5, 4, 2).contiguous())
-    angles = torch.arange(5, dtype=torch.float64)[:, None] * rope_thetas(8)[None]
-    expected = torch.view_as_real(z * torch.polar(torch.ones_like(angles), angles)).reshape(2, 3, 5, 8)
+    expected = torch.stack([x[:, :, t] @ block_by_block(t, 8).T for t in range(5)], dim=2)
     torch.testing.assert_close(rope_by_definition(x), expected)
+    shifted = torch.stack([x[:, :, t] @ block_by_block(t + 100, 8).T for t in range(5)], dim=2)
+    torch.testing.assert_close(rope_by_definition(x, torch.arange(100, 105)), shifted)
 
 
 def test_rope_keeps_dtype_and_uses_positions():
