@@ -277,7 +277,7 @@ def print_summary(results: list[Result], wall: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
     parser.add_argument("--course-root", help="course folder (default: the repo root)")
-    parser.add_argument("--db-url", help="gradebook URL, e.g. postgresql://user@host/db "
+    parser.add_argument("--db-url", help="gradebook URL, e.g. postgresql+psycopg2://user@host/db "
                         "(default: env AUTOGRADER_DB_URL, else SQLite gradebook.db)")
     parser.add_argument("--exchange", help="nbgrader exchange folder (release/collect)")
     sub = parser.add_subparsers(dest="command", required=True)
