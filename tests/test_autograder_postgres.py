@@ -40,6 +40,7 @@ def postgres(tmp_path):
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_generate_and_zero_grade_into_postgres(postgres, tmp_path):
     course = tmp_path / "course"
     shutil.copytree(ROOT / "tests" / "fixtures" / "course" / "solutions", course / "solutions")
