@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from lec4.data import load_english_text
-from lec4.lm import (CharTokenizer, LMConfig, TransformerLM, evaluate, generate, get_batch, load_zen_of_python,
+from lec4.lm import (CharTokenizer, bigram_nll, LMConfig, TransformerLM, evaluate, generate, get_batch, load_zen_of_python,
                      split_ids, train_lm)
 
 
@@ -100,3 +100,11 @@ def test_zen_of_python_is_decoded_quietly(capsys):
     assert zen.startswith("The Zen of Python, by Tim Peters") and "Beautiful is better than ugly." in zen
     assert capsys.readouterr().out == ""
     CharTokenizer(load_english_text()).encode(zen)  # the fine-tuning text fits the pre-training vocabulary
+
+
+def test_bigram_baseline_counts():
+    tok = CharTokenizer("abc")
+    train, ev = tok.encode("abababc"), tok.encode("abca")
+    # counts: a->b 3, b->a 2, b->c 1; add-one smoothing over V=3
+    expected = -(math.log(4 / 6) + math.log(2 / 6) + math.log(1 / 3)) / 3
+    assert bigram_nll(train, ev, 3) == pytest.approx(expected)

@@ -61,6 +61,23 @@ def load_zen_of_python() -> str:
     return "".join(this.d.get(ch, ch) for ch in this.s)
 
 
+def bigram_nll(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int, alpha: float = 1.0) -> float:
+    """The counting baseline: a bigram LM p(b | a) = (count(a b) + alpha) / (count(a) + alpha V).
+
+    Counts come from ``train_ids`` (N,); returns the mean negative log-likelihood (nats per
+    token) of each token of ``eval_ids`` (M,) given the one before it.
+    """
+    check_shape("train_ids", train_ids, "(N,)", 1)
+    check_shape("eval_ids", eval_ids, "(M,)", 1)
+    if alpha <= 0 or len(eval_ids) < 2:
+        raise ValueError(f"need alpha > 0 and at least 2 evaluation tokens; got alpha={alpha}, {len(eval_ids)} tokens")
+    counts = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
+    counts.index_put_((train_ids[:-1], train_ids[1:]), torch.ones(len(train_ids) - 1, dtype=torch.float64),
+                      accumulate=True)
+    log_probs = (counts + alpha).log() - (counts.sum(dim=1, keepdim=True) + alpha * vocab_size).log()
+    return -log_probs[eval_ids[:-1], eval_ids[1:]].mean().item()
+
+
 @dataclass
 class LMConfig:
     vocab_size: int
