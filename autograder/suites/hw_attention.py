@@ -131,6 +131,12 @@ def window_rows_reference(q, k, v, w: int, rows: list[int]) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- verify helpers
+def _call(function, args, kwargs=None, **options) -> Call:
+    """A Call with its own copies of the tensors: an in-place bug must not leak into other calls."""
+    fresh = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+    return Call(function, fresh, dict(kwargs or {}), **options)
+
+
 def _on_device(description, device: str, what: str) -> None:
     got = description.get("device", "?") if isinstance(description, dict) else "?"
     if torch.device(got).type != torch.device(device).type:
@@ -144,7 +150,7 @@ def _value_check(grade_id, name, function, args, kwargs, expected, tolerance, de
         _on_device(outcomes[0].output, device, "the output")
         assert_close(outcomes[0].output, expected, *tolerance)
         return None
-    return Check(grade_id, name, [Call(function, args, kwargs, device=device)], verify)
+    return Check(grade_id, name, [_call(function, args, kwargs, device=device)], verify)
 
 
 def _unchanged_check(grade_id, name, function, args, kwargs, device) -> Check:
@@ -157,7 +163,7 @@ def _unchanged_check(grade_id, name, function, args, kwargs, device) -> Check:
             if isinstance(before, torch.Tensor) and not torch.equal(tensor_of(description), before):
                 raise AssertionError(f"argument {index} was modified in place; return a new tensor instead")
         return None
-    return Check(grade_id, name, [Call(function, args, kwargs, device=device)], verify)
+    return Check(grade_id, name, [_call(function, args, kwargs, device=device)], verify)
 
 
 def _meta_check(grade_id, name, function, args, kwargs, shape, dtype) -> Check:
@@ -174,7 +180,7 @@ def _meta_check(grade_id, name, function, args, kwargs, shape, dtype) -> Check:
         if tuple(out["shape"]) != tuple(shape) or out["dtype"] != str(dtype):
             raise AssertionError(f"output {tuple(out['shape'])} {out['dtype']}, expected {tuple(shape)} {dtype}")
         return None
-    return Check(grade_id, name, [Call(function, args, kwargs, device="meta")], verify)
+    return Check(grade_id, name, [_call(function, args, kwargs, device="meta")], verify)
 
 
 def _grad_check(grade_id, name, function, args, kwargs, reference, grad_of, device, seed) -> Check:
@@ -196,7 +202,7 @@ def _grad_check(grade_id, name, function, args, kwargs, reference, grad_of, devi
                                      "or an in-place op?)")
             assert_close(description, exp.float(), *GRAD_TOLERANCE, what=f"gradient of argument {i}")
         return None
-    call = Call(function, list(args), kwargs, device=device, grad_of=tuple(grad_of), grad_output=grad_output)
+    call = _call(function, args, kwargs, device=device, grad_of=tuple(grad_of), grad_output=grad_output)
     return Check(grade_id, name, [call], verify)
 
 
@@ -207,8 +213,8 @@ def _memory_check(grade_id, name, function, small_args, big_args, kwargs, expect
     ``expected`` is the reference of ``output[..., rows, :]`` (all rows when ``rows`` is None).
     On CUDA, the allocator's peak (measured in the runner) must also stay under ``cuda_bound``.
     """
-    calls = [Call(function, small_args, kwargs, device=device, isolated=True),
-             Call(function, big_args, kwargs, device=device, isolated=True)]
+    calls = [_call(function, small_args, kwargs, device=device, isolated=True),
+             _call(function, big_args, kwargs, device=device, isolated=True)]
 
     def verify(outcomes):
         base, big = outcomes
@@ -270,7 +276,7 @@ def rope_checks(device: str) -> list[Check]:
         left, right = (outs[0] * outs[1]).sum().item(), (outs[2] * outs[3]).sum().item()
         return None if abs(left - right) < 1e-4 else "q.k after RoPE must depend only on the relative position"
     q, k = random_tensor((1, 1, 1, 8), seed=10), random_tensor((1, 1, 1, 8), seed=11)
-    calls = [Call("apply_rope", [t, torch.tensor([m])], device=device) for t, m in ((q, 5), (k, 2), (q, 12), (k, 9))]
+    calls = [_call("apply_rope", [t, torch.tensor([m])], device=device) for t, m in ((q, 5), (k, 2), (q, 12), (k, 9))]
     checks.append(_property_check("rope_visible", "visible: relative positions", calls, relative))
 
     # Hidden: random and edge shapes, positions from 0, far from 0, arbitrary; every dtype.

@@ -1,0 +1,322 @@
+"""The assignment hw-attention: notebook <-> suite consistency, the reference gets full marks,
+every faulty implementation of the catalog loses points on its function only, the release is
+what nbgrader generates and holds no solution, and nbgrader validate accepts/rejects correctly."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repo root: autograder is not installed
+from autograder.notebook import SOLUTION_REGION, submission_source  # noqa: E402
+from autograder.protocol import Check, grade  # noqa: E402
+from autograder.suites import hw_attention as suite  # noqa: E402
+
+SOURCE_NB = ROOT / "solutions" / "hw-attention" / "hw-attention.ipynb"
+RELEASE_NB = ROOT / "assignments" / "hw-attention" / "hw-attention.ipynb"
+CATALOG = ROOT / "tests" / "faulty" / "hw_attention"
+FUNCTIONS = ("apply_rope", "gqa_attention", "sliding_window_attention")
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # nbgrader runs `alembic`
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if _meta(c).get("grade_id") == grade_id)
+
+
+def _literal(cell_source: str, name: str):
+    """The literal value assigned to ``name`` at the top level of a cell."""
+    for node in ast.parse(cell_source).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} not assigned in the cell")
+
+
+# ----------------------------------------------------------------------------- notebook <-> suite
+def test_grade_cells_and_points_match_the_suite():
+    nb = nbformat.read(SOURCE_NB, as_version=4)
+    graded = {_meta(c)["grade_id"]: _meta(c)["points"] for c in nb.cells if _meta(c).get("grade")}
+    assert graded == {gid: pts for gid, (_, pts) in suite.GRADE_CELLS.items()}
+    assert sum(graded.values()) == 100
+    assert "**Total: 100 points.**" in nb.cells[0].source
+    solutions = [_meta(c)["grade_id"] for c in nb.cells if _meta(c).get("solution")]
+    assert solutions == list(FUNCTIONS)
+    # Each graded cell belongs to the function whose task section it sits in, after its solution cell.
+    owner = None
+    for cell in nb.cells:
+        meta = _meta(cell)
+        if meta.get("solution"):
+            owner = meta["grade_id"]
+        elif meta.get("grade"):
+            assert suite.GRADE_CELLS[meta["grade_id"]][0] == owner, meta["grade_id"]
+    for gid, (_, pts) in suite.GRADE_CELLS.items():
+        if "hidden" in gid:
+            source = _cell(nb, gid).source
+            assert source.startswith("# Hidden tests") and f"({pts} points)" in source
+            assert all(line.startswith("#") for line in source.splitlines()), f"{gid} must hold no code"
+
+
+def test_visible_cases_and_tolerances_match_the_suite():
+    nb = nbformat.read(SOURCE_NB, as_version=4)
+    assert _literal(_cell(nb, "rope_visible").source, "ROPE_CASES") == suite.ROPE_VISIBLE_CASES
+    assert _literal(_cell(nb, "gqa_visible").source, "GQA_CASES") == suite.GQA_VISIBLE_CASES
+    assert _literal(_cell(nb, "swa_visible").source, "SWA_CASES") == suite.SWA_VISIBLE_CASES
+    namespace: dict = {}
+    exec(compile(_cell(nb, "setup").source, "setup", "exec"), namespace)
+    assert namespace["TOLERANCES"] == suite.TOLERANCES
+
+
+def test_suite_references_agree_with_each_other():
+    x, positions = suite.random_tensor((2, 3, 5, 16), torch.float64, 1), torch.tensor([0, 7, 4096, 3, 70000])
+    assert torch.allclose(suite.rope_dense_reference(x, positions), suite.rope_complex_reference(x, positions),
+                          atol=1e-9)
+    # Position 0 is the identity; R_m preserves norms.
+    assert torch.allclose(suite.rope_dense_reference(x, torch.zeros(5, dtype=torch.long)), x)
+    assert torch.allclose(suite.rope_dense_reference(x, positions).norm(dim=-1), x.norm(dim=-1))
+    q, k, v = suite._qkv(2, 6, 2, 9, 9, 8, torch.float64, 5)
+    w = 4
+    naive = torch.empty_like(q)  # loop over heads and queries, straight from the lecture's definition
+    for h in range(6):
+        for t in range(9):
+            keys = range(max(0, t - w // 2), t + 1)
+            scores = torch.stack([(q[:, h, t] * k[:, h // 3, j]).sum(-1) for j in keys], -1) / 8 ** 0.5  # (B, n)
+            values = torch.stack([v[:, h // 3, j] for j in keys], 1)                             # (B, n, D)
+            naive[:, h, t] = (scores.softmax(-1)[..., None] * values).sum(1)
+    assert torch.allclose(suite.attention_reference(q, k, v, suite.window_mask(9, w)), naive, atol=1e-10)
+    assert torch.allclose(suite.window_rows_reference(q, k, v, w, [0, 4, 8]), naive[:, :, [0, 4, 8]], atol=1e-10)
+    assert suite.causal_mask(2, 5).tolist() == [[True] * 4 + [False], [True] * 5]
+
+
+def test_missing_gpu_is_an_error_when_required(monkeypatch):
+    monkeypatch.setenv(suite.REQUIRE_GPU_ENV, "1")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match=suite.REQUIRE_GPU_ENV):
+        suite.build_checks("cpu")
+
+
+# ----------------------------------------------------------------------------- grading
+@pytest.mark.xdist_group("hw_attention_reference")
+def test_reference_solution_gets_full_marks():
+    cells = grade(suite, submission_source(SOURCE_NB), device="cpu")
+    lost = {gid: [(r.name, r.hint) for r in cell.results if not r.passed]
+            for gid, cell in cells.items() if cell.points < cell.max_points}
+    assert not lost
+    assert all(cell.results for cell in cells.values())
+
+
+def _catalog() -> list[tuple[str, str, str]]:
+    """(name, broken function, cell source) for every faulty implementation."""
+    entries = []
+    for path in sorted(CATALOG.glob("*.py")):
+        source = path.read_text()
+        breaks = _literal(source, "BREAKS")
+        entries.append((path.stem, breaks, source))
+    return entries
+
+
+def test_catalog_is_large_and_covers_every_function():
+    entries = _catalog()
+    assert len(entries) >= 15
+    assert {breaks for _, breaks, _ in entries} == set(FUNCTIONS)
+    for name, breaks, source in entries:
+        defined = {n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+        assert defined == {breaks}, f"{name} must define exactly the function it breaks"
+
+
+def _submission(breaks: str, cell_source: str, tmp: Path) -> str:
+    """The code grading runs for a student notebook whose ``breaks`` cell holds ``cell_source``."""
+    nb = nbformat.read(SOURCE_NB, as_version=4)
+    _cell(nb, breaks).source = cell_source
+    path = tmp / f"{breaks}.ipynb"
+    nbformat.write(nb, path)
+    return submission_source(SOURCE_NB, path)
+
+
+class _Renamer(ast.NodeTransformer):
+    """Suffix the graded functions' names so many submissions can share one runner process."""
+
+    def __init__(self, suffix: str):
+        self.suffix = suffix
+
+    def visit_FunctionDef(self, node):
+        self.generic_visit(node)
+        if node.name in FUNCTIONS:
+            node.name += self.suffix
+        return node
+
+    def visit_Name(self, node):
+        if node.id in FUNCTIONS:
+            node.id += self.suffix
+        return node
+
+
+def _batched_grade(entries, tmp: Path, isolated: bool) -> dict[str, dict]:
+    """Grade many submissions with one ``grade()`` run: each submission's functions get a suffix,
+    its checks are the suite's checks renamed (and its grade ids prefixed).
+
+    Checks: with ``isolated=False`` every non-isolated check of the broken function plus the
+    visible checks of the other two; with ``isolated=True`` only the broken function's isolated checks.
+    Returns {entry name: {grade_id: CellGrade}}.
+    """
+    checks = suite.build_checks("cpu")
+    sources, grade_cells, forbidden, renamed = [], {}, {}, []
+    for name, breaks, cell_source in entries:
+        suffix = f"__{name}"
+        tree = _Renamer(suffix).visit(ast.parse(_submission(breaks, cell_source, tmp)))
+        sources.append(f"# --- cell {name} ---\n{ast.unparse(tree)}")
+        for gid, (fn, pts) in suite.GRADE_CELLS.items():
+            grade_cells[f"{name}/{gid}"] = (fn + suffix, pts)
+        for fn, names in suite.FORBIDDEN.items():
+            forbidden[fn + suffix] = names
+        for check in checks:
+            function = suite.GRADE_CELLS[check.grade_id][0]
+            is_isolated = any(call.isolated for call in check.calls)
+            wanted = (is_isolated and function == breaks) if isolated else (
+                not is_isolated and (function == breaks or "visible" in check.grade_id))
+            if wanted:
+                calls = [suite._call(call.function + suffix, call.args, call.kwargs, device=call.device,
+                                     grad_of=call.grad_of, grad_output=call.grad_output, isolated=call.isolated)
+                         for call in check.calls]
+                renamed.append(Check(f"{name}/{check.grade_id}", check.name, calls, check.verify))
+    proxy = types.SimpleNamespace(GRADE_CELLS=grade_cells, FORBIDDEN=forbidden, build_checks=lambda device: renamed)
+    cells = grade(proxy, "\n\n".join(sources), device="cpu")
+    out: dict[str, dict] = {name: {} for name, _, _ in entries}
+    for key, cell in cells.items():
+        name, gid = key.split("/", 1)
+        if cell.results:
+            out[name][gid] = cell
+    return out
+
+
+_CATALOG_GRADES: dict[str, dict] = {}  # per worker process: xdist may tear module fixtures down early
+
+
+@pytest.fixture
+def catalog_grades(tmp_path_factory) -> dict[str, dict]:
+    """Every catalog entry graded (once per process); entries not caught by the ordinary checks
+    also get the memory checks."""
+    if not _CATALOG_GRADES:
+        _CATALOG_GRADES.update(_grade_catalog(tmp_path_factory.mktemp("catalog")))
+    return _CATALOG_GRADES
+
+
+def _grade_catalog(tmp: Path) -> dict[str, dict]:
+    entries = _catalog()
+    results = _batched_grade(entries, tmp, isolated=False)
+    uncaught = [e for e in entries if all(c.points == c.max_points for gid, c in results[e[0]].items()
+                                          if suite.GRADE_CELLS[gid][0] == e[1])]
+    if uncaught:
+        for name, cells in _batched_grade(uncaught, tmp, isolated=True).items():
+            results[name].update(cells)
+    return results
+
+
+@pytest.mark.xdist_group("hw_attention_catalog")
+@pytest.mark.parametrize("name,breaks", [(name, breaks) for name, breaks, _ in _catalog()])
+def test_faulty_implementation_loses_points_on_its_function_only(catalog_grades, name, breaks):
+    cells = catalog_grades[name]
+    lost = {gid: cell.max_points - cell.points for gid, cell in cells.items() if cell.points < cell.max_points}
+    assert any(suite.GRADE_CELLS[gid][0] == breaks for gid in lost), f"{name} was not caught: {cells.keys()}"
+    others = {gid: pts for gid, pts in lost.items() if suite.GRADE_CELLS[gid][0] != breaks}
+    assert not others, f"{name} lost points on other functions: {others}"
+
+
+@pytest.mark.xdist_group("hw_attention_reference")
+def test_batched_grading_matches_a_single_submission(tmp_path):
+    """The renaming trick changes nothing: an entry graded alone (non-isolated checks) gets the same points."""
+    entry = next(e for e in _catalog() if e[0] == "gqa_mask_top_left")
+    checks = [c for c in suite.build_checks("cpu") if not any(call.isolated for call in c.calls)
+              and (suite.GRADE_CELLS[c.grade_id][0] == entry[1] or "visible" in c.grade_id)]
+    only = types.SimpleNamespace(GRADE_CELLS=suite.GRADE_CELLS, FORBIDDEN=suite.FORBIDDEN,
+                                 build_checks=lambda device: checks)
+    alone = grade(only, _submission(entry[1], entry[2], tmp_path), device="cpu")
+    batched = _batched_grade([entry], tmp_path, isolated=False)[entry[0]]
+    assert {gid: c.points for gid, c in batched.items()} == {gid: c.points for gid, c in alone.items() if c.results}
+    assert batched["gqa_hidden"].points < batched["gqa_hidden"].max_points
+
+
+# ----------------------------------------------------------------------------- release and nbgrader
+def _code_lines(region: str) -> set[str]:
+    return {line.strip() for line in region.splitlines()
+            if len(line.strip()) > 12 and not line.strip().startswith(("#", '"""'))}
+
+
+def test_release_holds_no_solution_and_no_hidden_tests():
+    source = nbformat.read(SOURCE_NB, as_version=4)
+    release_text = RELEASE_NB.read_text()
+    release = nbformat.read(RELEASE_NB, as_version=4)
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+        assert marker not in release_text
+    solution_lines = set().union(*(_code_lines(m.group(0)) for c in source.cells if _meta(c).get("solution")
+                                   for m in SOLUTION_REGION.finditer(c.source)))
+    release_code = "\n".join(c.source for c in release.cells if c.cell_type == "code")
+    leaked = sorted(line for line in solution_lines if line in release_code)
+    assert not leaked, f"solution lines in the release: {leaked[:5]}"
+    for fn in FUNCTIONS:
+        cell = _cell(release, fn)
+        assert cell.source.startswith(f"def {fn}(") and "raise NotImplementedError()" in cell.source
+    for gid in suite.GRADE_CELLS:
+        if "hidden" in gid:
+            assert all(line.startswith("#") for line in _cell(release, gid).source.splitlines())
+
+
+@pytest.mark.xdist_group("hw_attention_reference")
+def test_release_is_what_nbgrader_generates(tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(SOURCE_NB.parent, course / "solutions" / "hw-attention")
+    result = subprocess.run([str(BIN / "nbgrader"), "generate_assignment", "hw-attention", "--force",
+                             f"--CourseDirectory.root={course}"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    generated = nbformat.read(course / "assignments" / "hw-attention" / "hw-attention.ipynb", as_version=4)
+    committed = nbformat.read(RELEASE_NB, as_version=4)
+    assert generated.metadata == committed.metadata
+    assert [(c.cell_type, c.source, c.metadata) for c in generated.cells] == \
+           [(c.cell_type, c.source, c.metadata) for c in committed.cells]
+    assert sorted(p.name for p in RELEASE_NB.parent.iterdir()) == ["hw-attention.ipynb"]
+
+
+def _validate(path: Path) -> str:
+    result = subprocess.run([str(BIN / "nbgrader"), "validate", str(path)], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("hw_attention_reference")
+def test_nbgrader_validate_accepts_the_solution_and_rejects_the_blank_release():
+    assert "Success! Your notebook passes all the tests." in _validate(SOURCE_NB)
+    blank = _validate(RELEASE_NB)
+    assert "VALIDATION FAILED ON 3 CELL(S)" in blank, blank[-2000:]
+    assert blank.count("NotImplementedError") >= 3
+    for fn in FUNCTIONS:
+        assert f"def {fn}(" in blank
+
+
+def test_visible_tests_name_what_is_wrong():
+    """The notebook's check_close tells the student the shape / dtype / max error."""
+    nb = nbformat.read(SOURCE_NB, as_version=4)
+    namespace: dict = {}
+    exec(compile(_cell(nb, "setup").source, "setup", "exec"), namespace)
+    check = namespace["check_close"]
+    expected = torch.zeros(2, 3)
+    with pytest.raises(AssertionError, match=r"shape \(3, 2\), expected \(2, 3\)"):
+        check("f", torch.zeros(3, 2), expected, 1e-5, 1e-5)
+    with pytest.raises(AssertionError, match="dtype torch.float16, expected torch.float32"):
+        check("f", torch.zeros(2, 3, dtype=torch.float16), expected, 1e-5, 1e-5)
+    with pytest.raises(AssertionError, match=re.escape("max abs error 0.5")):
+        check("f", torch.full((2, 3), 0.5), expected, 1e-5, 1e-5)
