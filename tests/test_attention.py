@@ -135,3 +135,10 @@ def test_measuring_helpers_measure():
     assert time_call(lambda: x @ x, repeats=2) > 0
     peak = peak_cpu_memory(lambda: x @ x)
     assert peak >= 256 * 256 * 4       # the product's output was allocated
+
+
+def test_window_mask_with_cached_keys_in_any_order():
+    # keys from a rolling buffer arrive in slot order; the mask depends only on positions
+    k_positions = torch.tensor([8, 5, 6, 7])
+    mask = window_mask(torch.tensor([8]), k_positions, w=4)
+    assert mask.tolist() == [[True, False, True, True]]

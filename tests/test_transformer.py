@@ -1,6 +1,4 @@
 """The tiny modern decoder against PyTorch's own RMSNorm, SiLU and attention, and its caches."""
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
