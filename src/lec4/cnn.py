@@ -283,10 +283,14 @@ class TrainResult:
         return [r["step"] for r in rows], [r[key] for r in rows]
 
 
-def train_classifier(model: nn.Module, train: Split, test: Split, epochs: int = 20,
-                     lr: float = 0.05, momentum: float = 0.9, batch_size: int = 32, seed: int = 0,
+def train_classifier(model: nn.Module, train: Split, test: Split, epochs: int = 10,
+                     lr: float = 3e-3, batch_size: int = 64, seed: int = 0,
                      run_name: str | None = None, config: dict | None = None) -> TrainResult:
-    """Minibatch SGD (with momentum) on the softmax cross-entropy, one tracked run.
+    """Minibatch training on the softmax cross-entropy, one tracked run.
+
+    The optimizer is Adam: the lecture's SGD step with a per-parameter step size (running
+    averages of the gradient and its square), which trains these small nets in far fewer
+    epochs than plain SGD at a single learning rate.
 
     Logs ``train/loss`` every step and ``train/accuracy``, ``test/accuracy`` every epoch
     through :func:`lec4.tracking.start_run` (W&B offline; disabled under pytest).
@@ -296,9 +300,9 @@ def train_classifier(model: nn.Module, train: Split, test: Split, epochs: int = 
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
     gen = seed_everything(seed)
     loss_fn = SoftmaxCrossEntropy()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     run = start_run(run_name or type(model).__name__,
-                    config={"epochs": epochs, "lr": lr, "momentum": momentum, "batch_size": batch_size,
+                    config={"epochs": epochs, "lr": lr, "optimizer": "adam", "batch_size": batch_size,
                             "seed": seed, "parameters": count_parameters(model), **(config or {})})
     start, step = time.perf_counter(), 0
     for epoch in range(epochs):

@@ -1,0 +1,167 @@
+"""lec4.cnn: explicit backward passes vs autograd and finite differences; LeNet-5; training."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+from lec4 import cnn
+from lec4.data import load_digits
+from lec4.utils import seed_everything
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add overhead (and thrash when pytest -n 2 fills both cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _grads(fn, *inputs):
+    """Output and input gradients of sum(out * fixed random weights)."""
+    inputs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+    out = fn(*inputs)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    (out * weights).sum().backward()
+    return out.detach(), [t.grad for t in inputs if t.requires_grad]
+
+
+def _assert_same(fn_a, fn_b, *inputs):
+    out_a, grads_a = _grads(fn_a, *inputs)
+    out_b, grads_b = _grads(fn_b, *inputs)
+    torch.testing.assert_close(out_a, out_b)
+    for ga, gb in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(ga, gb)
+
+
+X = torch.randn(4, 3, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+def test_relu_backward_matches_autograd():
+    _assert_same(cnn.ReLU(), torch.relu, X)
+    assert torch.autograd.gradcheck(cnn.ReLUFunction.apply, (X[:1, :2].clone().requires_grad_(),))
+
+
+def test_softmax_backward_is_the_lecture_jacobian():
+    logits = torch.randn(5, 7, dtype=torch.float64)
+    _assert_same(cnn.Softmax(), lambda x: torch.softmax(x, dim=-1), logits)
+    assert torch.autograd.gradcheck(cnn.SoftmaxFunction.apply, (logits.clone().requires_grad_(),))
+    # the Jacobian written element by element as on the slide: y_i (1[i=j] - y_j)
+    x = logits[0].clone().requires_grad_()
+    y = cnn.SoftmaxFunction.apply(x).detach()
+    jacobian = torch.autograd.functional.jacobian(cnn.SoftmaxFunction.apply, x)
+    torch.testing.assert_close(jacobian, torch.diag(y) - torch.outer(y, y))
+
+
+def test_softmax_is_stable_for_large_logits():
+    y = cnn.Softmax()(torch.tensor([[1000.0, 0.0, -1000.0]]))
+    assert torch.isfinite(y).all() and y[0, 0] == pytest.approx(1.0)
+
+
+def test_softmax_cross_entropy_matches_torch():
+    logits = torch.randn(6, 10, dtype=torch.float64)
+    targets = torch.tensor([0, 3, 9, 3, 1, 7])
+    _assert_same(lambda z: cnn.SoftmaxCrossEntropy()(z, targets).reshape(1),
+                 lambda z: F.cross_entropy(z, targets).reshape(1), logits)
+    assert torch.autograd.gradcheck(lambda z: cnn.SoftmaxCrossEntropyFunction.apply(z, targets),
+                                    (logits.clone().requires_grad_(),))
+
+
+def test_softmax_cross_entropy_rejects_bad_targets():
+    loss = cnn.SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        loss(torch.randn(2, 10), torch.tensor([0, 10]))
+    with pytest.raises(TypeError, match="int64"):
+        loss(torch.randn(2, 10), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"\(B, K\)"):
+        loss(torch.randn(10), torch.tensor([1]))
+
+
+def test_fully_connected_on_3d_input_matches_autograd():
+    fc = cnn.FullyConnected(3 * 5 * 5, 4).double()
+    _assert_same(lambda x, a, a0: cnn.FullyConnectedFunction.apply(x, a, a0),
+                 lambda x, a, a0: x.flatten(1) @ a + a0, X, fc.alpha.detach(), fc.alpha0.detach())
+    small = (X[:2, :2, :2, :3].clone(), torch.randn(12, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64))
+    assert torch.autograd.gradcheck(cnn.FullyConnectedFunction.apply, [t.requires_grad_() for t in small])
+    assert fc(X).shape == (4, 4)
+    with pytest.raises(ValueError, match=r"flatten to \(B, 75\)"):
+        fc(X[:, :2])
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1)])
+def test_conv_layer_matches_torch_including_gradients(stride, padding):
+    layer = cnn.Conv2d(3, 4, 3, stride, padding).double()
+    _assert_same(lambda x, a, b: cnn.conv2d_unfold(x, a, b, stride, padding),
+                 lambda x, a, b: F.conv2d(x, a, b, stride=stride, padding=padding),
+                 X, layer.alpha.detach(), layer.beta.detach())
+    torch.testing.assert_close(layer(X), F.conv2d(X, layer.alpha, layer.beta, stride, padding))
+
+
+def test_max_pool_layer_matches_torch_including_gradients():
+    # random values: no ties, so the (sub)gradient is unique
+    _assert_same(cnn.MaxPool2d(2), lambda x: F.max_pool2d(x, 2), torch.randn(2, 3, 8, 6, dtype=torch.float64))
+    _assert_same(cnn.MaxPool2d(3, 2), lambda x: F.max_pool2d(x, 3, 2), torch.randn(2, 3, 9, 7, dtype=torch.float64))
+
+
+def _lenet_reference(model, x):
+    """The same network written with torch.nn.functional only."""
+    p = dict(model.named_parameters())
+    h = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    h = F.max_pool2d(F.relu(F.conv2d(h, p["layers.C1 conv.alpha"], p["layers.C1 conv.beta"])), 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, p["layers.C3 conv.alpha"], p["layers.C3 conv.beta"])), 2)
+    for name in ("F5 fully-connected", "F6 fully-connected"):
+        h = F.relu(h.flatten(1) @ p[f"layers.{name}.alpha"] + p[f"layers.{name}.alpha0"])
+    return h @ p["layers.output.alpha"] + p["layers.output.alpha0"]
+
+
+def test_lenet5_matches_functional_reference_and_counts():
+    torch.manual_seed(0)
+    model = cnn.LeNet5().double()
+    assert cnn.count_parameters(model) == 61_706
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    targets = torch.tensor([1, 2, 3])
+    ours = F.cross_entropy(model(x), targets)
+    ours_grads = torch.autograd.grad(ours, list(model.parameters()))
+    ref = F.cross_entropy(_lenet_reference(model, x), targets)
+    ref_grads = torch.autograd.grad(ref, list(model.parameters()))
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(ours_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+    shapes = {name: tuple(t.shape[1:]) for name, t in model.feature_maps(x).items()}
+    assert shapes["input"] == (1, 32, 32) and shapes["C1 conv"] == (6, 28, 28)
+    assert shapes["S2 max-pool"] == (6, 14, 14) and shapes["C3 conv"] == (16, 10, 10)
+    assert shapes["S4 max-pool"] == (16, 5, 5) and shapes["output"] == (10,)
+
+
+@pytest.mark.parametrize("k,c3", [(2, 14), (3, 13), (5, 10)])
+def test_lenet5_other_kernel_sizes(k, c3):
+    model = cnn.LeNet5(kernel_size=k)
+    maps = model.feature_maps(torch.rand(2, 1, 8, 8))
+    assert maps["C3 conv"].shape[-1] == c3 and maps["output"].shape == (2, 10)
+
+
+def test_confusion_matrix_matches_sklearn():
+    gen = torch.Generator().manual_seed(0)
+    y_true, y_pred = torch.randint(0, 10, (200,), generator=gen), torch.randint(0, 10, (200,), generator=gen)
+    cm = cnn.confusion_matrix(y_true, y_pred, 10)
+    assert cm.tolist() == sk_confusion_matrix(y_true, y_pred, labels=list(range(10))).tolist()
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        cnn.confusion_matrix(y_true, y_pred, 5)
+
+
+def test_training_learns_the_digits():
+    # a small LeNet (16x16 input, 3x3 kernels) on a quarter of the data keeps this fast
+    train, test = load_digits()
+    train, test = train.subset(0.25, seed=0), test.subset(0.5, seed=0)
+    seed_everything(0)  # the initial weights
+    model = cnn.LeNet5(kernel_size=3, input_size=16)
+    result = cnn.train_classifier(model, train, test, epochs=6, batch_size=32, lr=1e-2, seed=0)
+    _, losses = result.series("train/loss")
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    assert result.test_accuracy > 0.5  # chance is 0.1
+    assert result.parameters == cnn.count_parameters(model) and result.seconds > 0
+    with pytest.raises(ValueError, match="epochs"):
+        cnn.train_classifier(model, train, test, epochs=0)
