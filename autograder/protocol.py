@@ -284,6 +284,8 @@ def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None
                 hint = check.verify(per_check[ci])
             except AssertionError as err:
                 hint = str(err) or "wrong result"
+            except Exception as err:  # outcomes of an unexpected shape (forged or broken by the submission)
+                hint = f"the results could not be checked ({type(err).__name__})"
         cells[check.grade_id].results.append(CheckResult(check.grade_id, check.name, hint is None, hint))
     for cell in cells.values():
         if cell.results:
