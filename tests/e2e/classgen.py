@@ -36,9 +36,15 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     functions = list(dict.fromkeys(fn for fn, _ in suite.GRADE_CELLS.values()))
     points = {fn: sum(p for f, p in suite.GRADE_CELLS.values() if f == fn) for fn in functions}
     total = sum(points.values())
-    # which solution cell defines which function (by `def name(` in the solution source)
-    cell_of = {fn: next(g for g, src in solution.items() if f"def {fn}(" in src) for fn in functions}
-    first = functions[0]
+    # which solution cell defines which function (by `def name(` in the solution source);
+    # functions given in locked cells (e.g. a model wired from the student's pieces) have none
+    cell_of = {fn: g for fn in functions for g, src in solution.items() if f"def {fn}(" in src}
+    # a suite may declare DEPENDS = {function: {functions it calls}}: blanking one costs both
+    depends = getattr(suite, "DEPENDS", {})
+
+    def lost(fn):
+        return points[fn] + sum(points[g] for g in functions if fn in depends.get(g, ()))
+    first = next(fn for fn in functions if fn in cell_of)
 
     def build(cells_from: dict[str, str], extra_after: dict[str, str] | None = None, edit=None):
         nb = copy.deepcopy(release)
@@ -59,12 +65,12 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     students: dict[str, tuple[object, float]] = {}
 
     students["correct"] = (build(correct), total)
-    for fn in functions:
-        students[f"partial_{fn}"] = (build({**correct, cell_of[fn]: starter[cell_of[fn]]}), total - points[fn])
+    for fn in cell_of:
+        students[f"partial_{fn}"] = (build({**correct, cell_of[fn]: starter[cell_of[fn]]}), total - lost(fn))
     students["blank"] = (build(blank), 0)
     # broken
     students["syntax_error"] = (build({**correct, cell_of[first]: correct[cell_of[first]] + "\ndef broken(:\n"}),
-                                total - points[first])
+                                total - lost(first))
     students["missing_notebook"] = (None, 0)
     students["renamed_notebook"] = ("rename", 0)
     students["corrupt_json"] = ("corrupt", 0)
@@ -73,7 +79,7 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     loop = correct[cell_of[first]].replace(f"def {first}(", f"def {first}(*_a, **_k):\n    while True:\n        pass\n\n"
                                             f"def _unused_{first}(", 1)
     students["infinite_loop"] = (build({**correct, cell_of[first]: loop}, {after_first: "while True:\n    pass"}),
-                                 total - points[first])
+                                 total - lost(first))
     students["kernel_crash"] = (build(correct, {after_first: "import os\nos._exit(3)"}), total)
     # hostile: blank (or correct) code plus an attack
     patch = ("import torch, numpy\ntorch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n"
@@ -120,14 +126,14 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
              "'tensor': torch.zeros(1)}}, f'outcome-{i}.pt')\nfor db in glob.glob('/tmp/**/gradebook.db', recursive=True) + glob.glob('/work/*/gradebook.db'):\n"
              "    open(db, 'w').write('')\nos._exit(0)\n")
     students["hostile_forge_outcomes"] = (build({**blank, cell_of[first]: blank[cell_of[first]] + forge}), 0)
-    forbidden = sorted(getattr(suite, "FORBIDDEN", {}).items())
+    forbidden = sorted((fn, names) for fn, names in getattr(suite, "FORBIDDEN", {}).items() if fn in cell_of)
     if forbidden:
         fn, names = forbidden[0]
         name = sorted(names)[0]
         sneaky = solution[cell_of[fn]] + (f"\n\n_real_{fn} = {fn}\n\ndef {fn}(*args, **kwargs):\n"
                                           f"    _ = getattr(__import__('torch'), '{name[:2]}' + '{name[2:]}')\n"
                                           f"    return _real_{fn}(*args, **kwargs)\n")
-        students["hostile_dynamic_forbidden"] = (build({**correct, cell_of[fn]: sneaky}), total - points[fn])
+        students["hostile_dynamic_forbidden"] = (build({**correct, cell_of[fn]: sneaky}), total - lost(fn))
 
     out = Path(out)
     expected = {}

@@ -18,8 +18,10 @@ from classgen import UNGRADABLE, make_class  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures"
+# The real assignments join with AUTOGRADER_E2E_REAL=1 (not yet verified in CI time, see report).
 ASSIGNMENTS = ["hw-fixture"] + [a for a in ("hw-attention", "hw-conv")
-                                if (ROOT / "solutions" / a / f"{a}.ipynb").exists()
+                                if os.environ.get("AUTOGRADER_E2E_REAL") == "1"
+                                and (ROOT / "solutions" / a / f"{a}.ipynb").exists()
                                 and (ROOT / "autograder" / "suites" / f"{a.replace('-', '_')}.py").exists()]
 
 
