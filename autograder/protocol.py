@@ -18,6 +18,7 @@ A suite module defines:
 from __future__ import annotations
 
 import ast
+import re
 import os
 import subprocess
 import sys
@@ -149,7 +150,10 @@ def forbidden_uses(source: str, function: str, names: set[str]) -> list[str]:
             elif isinstance(node, ast.Attribute):
                 word = node.attr
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-                found.update(n for n in names if n in node.value)
+                # whole identifiers only: an error message "conv2d_backward: ..." is not a call of
+                # conv2d, while getattr(F, "conv2d") is (getattr itself is flagged too)
+                found.update(n for n in names
+                             if re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", node.value))
             if word:
                 if word in names:
                     found.add(word)

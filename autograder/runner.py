@@ -41,7 +41,8 @@ def _describe(value):
 
 def _to_device(value, device):
     if isinstance(value, torch.Tensor):
-        return value.to(device)
+        # a fresh copy per call: a function that writes into its inputs must not corrupt later calls
+        return value.detach().clone().to(device)
     if isinstance(value, (tuple, list)):
         return type(value)(_to_device(v, device) for v in value)
     if isinstance(value, dict):

@@ -34,6 +34,10 @@ GRADE_CELLS = {
 
 _NO_AUTOGRAD = {"autograd", "backward", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "enable_grad",
                 "set_grad_enabled", "requires_grad_"}
+# cnn_logits (given) runs through the student's two backward functions: blanking either one
+# also costs the wiring and training cells (used by the simulated class to predict scores).
+DEPENDS = {"cnn_logits": {"conv2d_backward", "maxpool2d_backward"}}
+
 # The layers of the CNN (cnn_logits and everything it calls) must not fall back to PyTorch's own.
 _TORCH_LAYERS = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
                  "conv2d_input", "conv2d_weight", "convolution_backward", "_convolution", "Conv2d",
