@@ -190,7 +190,9 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
         workdir = Path(tmp)
         torch.save({"source": source, "calls": [c.payload() for c in calls]}, workdir / "job.pt")
         first = 0
+        skipped: dict[int, str] = {}  # calls failed without running: their function already hung
         while first < len(calls):
+            (workdir / "skip.txt").write_text(" ".join(map(str, sorted(skipped))))
             argv = [sys.executable, "-m", "autograder.runner", str(workdir), str(first)]
             if sandbox is not None:
                 argv = sandbox.wrap(argv, workdir)
@@ -201,6 +203,11 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
             done = first
             for i in range(first, len(calls)):
                 path = workdir / f"outcome-{i}.pt"
+                if i in skipped:  # decided here, whatever the runner wrote
+                    outcomes[i] = Outcome(ok=False, error=skipped[i])
+                    path.unlink(missing_ok=True)
+                    done = i + 1
+                    continue
                 if not path.exists():
                     break
                 outcomes[i] = _load_outcome(path)
@@ -216,6 +223,10 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
                 reason = (f"timed out (limit {calls[done].timeout:.0f} s)" if overran
                           else f"the process died (exit status {proc.returncode}) during this call")
                 outcomes[done] = Outcome(ok=False, error=reason)
+                if overran:  # one hang per function is enough: don't wait for each of its calls
+                    hung = calls[done].function
+                    skipped.update({j: f"not run: an earlier call of {hung} timed out"
+                                    for j in range(done + 1, len(calls)) if calls[j].function == hung})
                 done += 1
             first = done
             (workdir / "loaded").unlink(missing_ok=True)

@@ -1,0 +1,62 @@
+"""The trusted grading protocol: timeouts, fresh inputs per call, the static forbidden-call check."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # autograder is not installed
+from autograder.protocol import Call, forbidden_uses, run_calls  # noqa: E402
+
+HANGS = "def f(x):\n    while True:\n        pass\n\ndef g(x):\n    return x + 1\n"
+
+
+def test_a_hung_function_times_out_once_and_its_other_calls_are_not_waited_for():
+    calls = [Call("f", [torch.ones(2)], timeout=2), Call("g", [torch.ones(2)]),
+             Call("f", [torch.ones(2)], timeout=30), Call("g", [torch.ones(2)])]
+    start = time.monotonic()
+    outcomes = run_calls(HANGS, calls)
+    assert time.monotonic() - start < 25, "the second call of the hung function was waited for"
+    assert [o.ok for o in outcomes] == [False, True, False, True]
+    assert "timed out" in outcomes[0].error and "earlier call of f timed out" in outcomes[2].error
+    assert torch.equal(outcomes[1].output["tensor"], torch.full((2,), 2.0))
+
+
+def test_each_call_gets_fresh_inputs_even_when_the_function_writes_into_them():
+    shared = torch.zeros(3)
+    source = "def bump(x):\n    x += 1\n    return x.clone()\n"
+    outcomes = run_calls(source, [Call("bump", [shared]), Call("bump", [shared])])
+    assert [o.output["tensor"].tolist() for o in outcomes] == [[1.0, 1.0, 1.0]] * 2
+    assert outcomes[0].args_after["items"][0]["tensor"].tolist() == [1.0, 1.0, 1.0]  # mutation is visible
+    assert shared.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_forbidden_names_match_whole_identifiers_in_code_and_strings():
+    source = '''
+import torch.nn.functional as F
+
+def ok(x):
+    """May mention conv2d in prose."""
+    if x.dim() != 4:
+        raise ValueError("conv2d_backward: x must be 4-D")
+    return helper(x)
+
+def helper(x):
+    return x * 2
+
+def bad(x):
+    return F.conv2d(x, x)
+
+def sneaky(x):
+    return getattr(F, "conv2d")(x, x)
+
+def indirect(x):
+    return bad(x)
+'''
+    names = {"conv2d", "getattr"}
+    assert forbidden_uses(source, "ok", names) == []
+    assert forbidden_uses(source, "bad", names) == ["conv2d"]
+    assert forbidden_uses(source, "sneaky", names) == ["conv2d", "getattr"]
+    assert forbidden_uses(source, "indirect", names) == ["conv2d"]
