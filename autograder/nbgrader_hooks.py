@@ -19,6 +19,7 @@ autograde``, which runs it per student) does:
 """
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -176,7 +177,32 @@ class RestoreMetadata(NbGraderPreprocessor):
                 cell.metadata["nbgrader"] = dict(source[gid].metadata["nbgrader"])
             else:
                 cell.metadata.pop("nbgrader", None)
+        self._restore_deleted_cells(nb, list(source.values()))
         return nb, resources
+
+    @staticmethod
+    def _restore_deleted_cells(nb, source_cells) -> None:
+        """Put deleted test and read-only cells back after the previous source cell present.
+
+        nbgrader's own OverwriteCells.add_missing_cells crashes (KeyError) when the cell
+        before a deleted test cell is a read-only cell. Solution cells are not restored:
+        a deleted answer stays an empty answer.
+        """
+        def gid_of(cell):
+            return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+        for position, cell in enumerate(source_cells):
+            meta = cell.metadata["nbgrader"]
+            if meta.get("solution") or not (meta.get("grade") or meta.get("locked")):
+                continue
+            present = {gid_of(c): i for i, c in enumerate(nb.cells) if gid_of(c)}
+            if meta["grade_id"] in present:
+                continue
+            before = [present[gid_of(c)] for c in source_cells[:position] if gid_of(c) in present]
+            restored = nbformat.from_dict(copy.deepcopy(dict(cell)))
+            if restored.cell_type == "code":
+                restored.outputs, restored.execution_count = [], None
+            nb.cells.insert(max(before) + 1 if before else 0, restored)
 
 
 class TrustedVerdicts(NbGraderPreprocessor):

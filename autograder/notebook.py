@@ -3,7 +3,7 @@
 For each code cell of the instructor's notebook, in order:
 
 - a solution cell (``nbgrader.solution``) contributes the student's version, found by
-  its ``grade_id`` in the submitted notebook (the starter code if the cell is missing);
+  its ``grade_id`` in the submitted notebook (nothing if the cell is missing);
 - a locked, non-graded cell (imports, given helpers) contributes the instructor's source;
 - graded test cells and everything else the student added are left out.
 
@@ -63,7 +63,10 @@ def submission_source(source_nb, submitted_nb=None) -> str:
         if cell.cell_type != "code" or meta.get("grade"):
             continue
         if meta.get("solution"):
-            code = student.get(meta.get("grade_id"), cell.source) if submitted_nb else cell.source
+            if submitted_nb is None:
+                code = cell.source
+            else:  # a deleted (or unlabelled) solution cell is an empty answer, never the instructor's
+                code = student.get(meta.get("grade_id"), "# (this solution cell is missing from the submission)")
         elif meta.get("locked"):
             code = cell.source
         else:

@@ -284,8 +284,16 @@ def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None
     if shared:
         for (ci, call), out in zip(shared, run_calls(source, [c for _, c in shared], sandbox, env)):
             call_outcomes[id(call)] = out
+    # A function that hung in the batch, or is banned, fails its isolated calls without a wait.
+    hung = {call.function for _, call in shared if (call_outcomes[id(call)].error or "").startswith("timed out")}
+    function_of_cell = {gid: fn for gid, (fn, _) in suite.GRADE_CELLS.items()}
     for ci, call in lone:
-        call_outcomes[id(call)] = run_calls(source, [call], sandbox, env)[0]
+        if call.function in hung:
+            call_outcomes[id(call)] = Outcome(ok=False, error=f"not run: an earlier call of {call.function} timed out")
+        elif banned.get(function_of_cell[checks[ci].grade_id]):
+            call_outcomes[id(call)] = Outcome(ok=False, error="not run: the function uses forbidden calls")
+        else:
+            call_outcomes[id(call)] = run_calls(source, [call], sandbox, env)[0]
     for ci, check in enumerate(checks):
         per_check[ci] = [call_outcomes[id(call)] for call in check.calls]
 
@@ -335,3 +343,35 @@ def assert_close(description: Any, expected: torch.Tensor, atol: float, rtol: fl
                              f"tolerance atol={atol:g}, rtol={rtol:g})")
 
 
+
+
+# Checks of a property that a constant or forged output can also have (inputs unchanged,
+# output device, "raises ValueError", an invariance) earn nothing on their own.
+PROPERTY_CHECK = re.compile(r"unchanged|another device|inputs' device|raises ValueError|relative positions", re.I)
+
+
+def anchored(check: Check, anchor: Check) -> Check:
+    """``check`` credited only when ``anchor`` (a value check of the same function) passes too."""
+    n = len(check.calls)
+
+    def verify(outcomes: list[Outcome]) -> str | None:
+        hint = anchor.verify(outcomes[n:])
+        if hint:
+            return f"needs a correct result as well: {hint}"
+        return check.verify(outcomes[:n])
+    fresh = [Call(c.function, list(c.args), dict(c.kwargs), c.device, c.grad_of, c.grad_output, c.isolated, c.timeout)
+             for c in anchor.calls]
+    return Check(check.grade_id, check.name, check.calls + fresh, verify)
+
+
+def anchor_property_checks(checks: list[Check], grade_cells: dict) -> list[Check]:
+    """Tie every property check (see ``PROPERTY_CHECK``) to the first plain value check of its function."""
+    def plain(check):
+        return (not PROPERTY_CHECK.search(check.name) and len(check.calls) == 1
+                and not check.calls[0].isolated and check.calls[0].grad_output is None)
+    anchors: dict[str, Check] = {}
+    for check in checks:
+        anchors.setdefault(grade_cells[check.grade_id][0], check) if plain(check) else None
+    return [anchored(c, anchors[grade_cells[c.grade_id][0]])
+            if PROPERTY_CHECK.search(c.name) and grade_cells[c.grade_id][0] in anchors else c
+            for c in checks]

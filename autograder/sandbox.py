@@ -95,7 +95,7 @@ class BwrapSandbox:
             os.chown(workdir, NOBODY, NOBODY)  # the unprivileged user must be able to write it
         cmd = [self.bwrap, "--die-with-parent", "--new-session",
                "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+               "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
         if not self.as_root:
             cmd.append("--unshare-user")
         for top in ("/bin", "/lib", "/lib64", "/sbin", "/lib32"):
@@ -118,6 +118,10 @@ class BwrapSandbox:
                 "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", "/tmp",
                 "--setenv", "MPLCONFIGDIR", str(workdir / ".matplotlib"),
                 "--setenv", "WANDB_MODE", "disabled", "--unsetenv", "AUTOGRADER_DB_URL",
+                # torch caches (inductor, used even by some meta-device kernels) go to the writable
+                # workdir: the host user's name in /tmp/torchinductor_<user> is not ours to create
+                "--setenv", "TORCHINDUCTOR_CACHE_DIR", str(workdir / ".torchinductor"),
+                "--setenv", "USER", "nobody" if self.as_root else os.environ.get("USER", "student"),
                 # ipykernel would poll the host PID, which does not exist in this PID namespace
                 "--unsetenv", "JPY_PARENT_PID",
                 "--", self.prlimit, *self.limits.prlimit_args(), "--"]

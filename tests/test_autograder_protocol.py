@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # autograder is not installed
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # autograder is not installed
 from autograder.protocol import Call, forbidden_uses, run_calls  # noqa: E402
 
 HANGS = "def f(x):\n    while True:\n        pass\n\ndef g(x):\n    return x + 1\n"
@@ -60,3 +61,21 @@ def indirect(x):
     assert forbidden_uses(source, "bad", names) == ["conv2d"]
     assert forbidden_uses(source, "sneaky", names) == ["conv2d", "getattr"]
     assert forbidden_uses(source, "indirect", names) == ["conv2d"]
+
+
+def test_a_missing_solution_cell_is_an_empty_answer_not_the_instructors(tmp_path):
+    import nbformat
+
+    from autograder.notebook import submission_source
+
+    source = ROOT / "solutions" / "hw-attention" / "hw-attention.ipynb"
+    nb = nbformat.read(source, 4)
+    solution_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert solution_cells, "the source notebook has no solution cells"
+    for cell in solution_cells:  # the student deleted the metadata (or the cells)
+        del cell.metadata["nbgrader"]
+    submitted = tmp_path / "hw-attention.ipynb"
+    nbformat.write(nb, submitted)
+    code = submission_source(source, submitted)
+    assert "BEGIN SOLUTION" not in code and "def apply_rope" not in code
+    assert "BEGIN SOLUTION" in submission_source(source)  # the reference layout does use them

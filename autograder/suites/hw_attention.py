@@ -22,7 +22,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from autograder.protocol import Call, Check, Outcome, assert_close, expect_ok, tensor_of
+from autograder.protocol import Call, Check, Outcome, assert_close, expect_ok, tensor_of, anchor_property_checks
 
 ASSIGNMENT = "hw-attention"
 NOTEBOOK = "hw-attention.ipynb"
@@ -467,4 +467,5 @@ def build_checks(device: str) -> list[Check]:
     if os.environ.get(REQUIRE_GPU_ENV, "") not in ("", "0") and (device != "cuda" or not torch.cuda.is_available()):
         raise RuntimeError(f"{REQUIRE_GPU_ENV} is set but grading would run on {device!r} "
                            f"(torch.cuda.is_available() = {torch.cuda.is_available()}); grade on a GPU machine")
-    return rope_checks(device) + gqa_checks(device) + swa_checks(device)
+    checks = rope_checks(device) + gqa_checks(device) + swa_checks(device)
+    return anchor_property_checks(checks, GRADE_CELLS)
