@@ -24,8 +24,10 @@ book: env
 check-system:
 	@$(PY) tools/check_system.py
 
+# loadfile: a file's tests share a worker (the e2e classes run one after the other, each
+# catalog is graded once); the book is built once for all workers (tests/conftest.py).
 test: env check-system
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lock: env
 	$(PY) -m pip freeze --exclude-editable > requirements-lock.txt

@@ -1,6 +1,7 @@
 """Shared fixtures: the built book (one clean build per test session)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,12 +22,27 @@ CHAPTERS = ["intro", "pretraining", "modern_transformers", "cnns"]
 def built_book(tmp_path_factory) -> Path:
     """Build a copy of book/ from a clean _build (no jupyter-cache) and return its html folder.
 
-    Tests using it belong to xdist group "book", so one worker builds it once.
+    Built once per test run: under pytest-xdist the workers share one build through a lock
+    in the run's common temp folder (`make test` distributes by file, so test_book.py and
+    test_browser.py may land on different workers).
     """
-    book = tmp_path_factory.mktemp("site") / "book"
-    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "_mathjax"))
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "build_book.py"), str(book)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.fail(f"book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # common to all workers of this run
+    book = shared / "site" / "book"
+    with FileLock(str(shared / "site.lock")):
+        failure = shared / "site" / "FAILED"
+        if failure.exists():
+            pytest.fail(failure.read_text())
+        if not (book / "_build" / "html" / "index.html").exists():
+            shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "_mathjax"),
+                            dirs_exist_ok=True)
+            result = subprocess.run([sys.executable, str(ROOT / "tools" / "build_book.py"), str(book)],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                message = f"book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+                failure.write_text(message)
+                pytest.fail(message)
     return book / "_build" / "html"

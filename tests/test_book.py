@@ -6,7 +6,7 @@ import yaml
 
 from conftest import CHAPTERS, ROOT
 
-pytestmark = [pytest.mark.book, pytest.mark.xdist_group("book")]
+pytestmark = [pytest.mark.book]
 
 
 def test_toc_lists_every_chapter():

@@ -110,7 +110,6 @@ def test_missing_gpu_is_an_error_when_required(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- grading
-@pytest.mark.xdist_group("hw_attention_reference")
 def test_reference_solution_gets_full_marks():
     cells = grade(suite, submission_source(SOURCE_NB), device="cpu")
     lost = {gid: [(r.name, r.hint) for r in cell.results if not r.passed]
@@ -226,7 +225,6 @@ def _grade_catalog(tmp: Path) -> dict[str, dict]:
     return results
 
 
-@pytest.mark.xdist_group("hw_attention_catalog")
 @pytest.mark.parametrize("name,breaks", [(name, breaks) for name, breaks, _ in _catalog()])
 def test_faulty_implementation_loses_points_on_its_function_only(catalog_grades, name, breaks):
     cells = catalog_grades[name]
@@ -236,7 +234,6 @@ def test_faulty_implementation_loses_points_on_its_function_only(catalog_grades,
     assert not others, f"{name} lost points on other functions: {others}"
 
 
-@pytest.mark.xdist_group("hw_attention_reference")
 def test_batched_grading_matches_a_single_submission(tmp_path):
     """The renaming trick changes nothing: an entry graded alone (non-isolated checks) gets the same points."""
     entry = next(e for e in _catalog() if e[0] == "gqa_mask_top_left")
@@ -275,7 +272,6 @@ def test_release_holds_no_solution_and_no_hidden_tests():
             assert all(line.startswith("#") for line in _cell(release, gid).source.splitlines())
 
 
-@pytest.mark.xdist_group("hw_attention_reference")
 def test_release_is_what_nbgrader_generates(tmp_path):
     course = tmp_path / "course"
     shutil.copytree(SOURCE_NB.parent, course / "solutions" / "hw-attention")
@@ -297,7 +293,6 @@ def _validate(path: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("hw_attention_reference")
 def test_nbgrader_validate_accepts_the_solution_and_rejects_the_blank_release():
     assert "Success! Your notebook passes all the tests." in _validate(SOURCE_NB)
     blank = _validate(RELEASE_NB)

@@ -30,7 +30,6 @@ def cli(course, *args, env):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("e2e")
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_class(tmp_path, assignment, monkeypatch):
     env = {**os.environ, "AUTOGRADER_SUITE_PATH": str(FIXTURE / "suites"), "AUTOGRADER_CELL_TIMEOUT": "20",
