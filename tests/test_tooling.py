@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import runpy
+import shutil
 import subprocess
 import sys
 
@@ -46,6 +47,8 @@ def test_a_failing_cell_fails_the_build_naming_page_and_cell(tmp_path):
     book = tmp_path / "book"
     book.mkdir()
     (book / "_config.yml").write_text((ROOT / "book" / "_config.yml").read_text())
+    for folder in ("_ext", "_static"):  # the config's local extension and favicon
+        shutil.copytree(ROOT / "book" / folder, book / folder)
     (book / "_toc.yml").write_text("format: jb-book\nroot: broken\n")
     header = (ROOT / "book" / "intro.md").read_text().split("---", 2)[1]
     (book / "broken.md").write_text(f"---{header}---\n# Broken\n\n```{{code-cell}} ipython3\n"

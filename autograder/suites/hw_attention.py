@@ -315,6 +315,11 @@ def rope_checks(device: str) -> list[Check]:
     checks.append(_memory_check("rope_hidden_memory", "no D x D matrix (D = 4096)", "apply_rope", small, big, {},
                                 expected, None, rope_tolerance(torch.float32, *big), ROPE_MEMORY_ALLOWANCE,
                                 cuda_bound=16 * big[0].numel() * 4 + 4 * MIB, device=device))
+    # The same contract, decided without measuring: at D = 2**18 one D x D float32 matrix is
+    # 256 GiB, which no machine allocates (the RSS above can miss lazily zeroed pages).
+    huge = [random_tensor((1, 1, 2, 2**18), torch.float32, 152), torch.arange(7, 9)]
+    checks.append(_value_check("rope_hidden_memory", "no D x D matrix (D = 262144)", "apply_rope", huge, {},
+                               rope_complex_reference(*huge).float(), rope_tolerance(torch.float32, *huge), device))
     return checks
 
 
