@@ -146,8 +146,8 @@ def main() -> None:
         "# hw-attention: reference solution benchmark",
         "",
         f"Machine: {platform.machine()} CPU, {os.cpu_count()} cores, no GPU (torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads). Measured {time.strftime('%Y-%m-%d')} while other jobs shared "
-        "the machine, so absolute times are inflated; ratios within a row are comparable.",
+        f"{torch.get_num_threads()} threads). Measured {time.strftime('%Y-%m-%d')} on a machine doing nothing "
+        "else; single runs of a few repeats, so expect a few percent of noise.",
         "GPU part: not measured (no GPU on this machine).",
         "",
         f"Command: `.venv/bin/python benchmarks/hw_attention.py --repeats {args.repeats}`. "
