@@ -8,14 +8,6 @@ from torch import nn
 from lec4 import architectures as arch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and thrash when pytest -n 2 fills both cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # Published parameter counts (torchvision's alexnet / vgg19 / resnet152 model cards;
 # LeNet-5 with full C3 connectivity and a linear 10-way output).
 PUBLISHED = {"LeNet-5": 61_706, "AlexNet": 61_100_840, "VGG-19": 143_667_240, "ResNet-152": 60_192_808}

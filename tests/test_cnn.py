@@ -11,14 +11,6 @@ from lec4.data import load_digits
 from lec4.utils import seed_everything
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and thrash when pytest -n 2 fills both cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _grads(fn, *inputs):
     """Output and input gradients of sum(out * fixed random weights)."""

@@ -12,14 +12,6 @@ from lec4.conv import (LECTURE_EXAMPLES, compare_with_slide, conv2d_naive, conv2
                        conv_output_shape, conv_output_size)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and thrash when pytest -n 2 fills both cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # (B, C_in, C_out, H, W, K_h, K_w, stride, padding): odd/even/non-square kernels, strides
 # that do not divide the input, padding larger than half the kernel, 1x1 kernels.
 CASES = [

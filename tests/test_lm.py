@@ -9,9 +9,6 @@ from lec4.data import load_english_text
 from lec4.lm import (CharTokenizer, bigram_nll, LMConfig, TransformerLM, evaluate, generate, get_batch, load_zen_of_python,
                      split_ids, train_lm)
 
-# The models here are tiny: intra-op threads only add spin-waiting, which is costly when
-# pytest-xdist workers share the cores (make test runs -n 2).
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,6 @@ from lec4.pretraining import (MLP, RECIPES, RecipeConfig, RecipeResult, error_ra
                               reconstruct_through_stack, reconstruction_loss, run_recipe, summarize,
                               summary_markdown, train_classifier)
 
-# The models here are tiny: intra-op threads only add spin-waiting, which is costly when
-# pytest-xdist workers share the cores (make test runs -n 2).
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
