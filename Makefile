@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test env check-python check-system lock clean
+.PHONY: book test env check-python check-system lock clean hub hub-stop
 
 check-python:
 	@$(PYTHON) tools/check_python.py
@@ -26,8 +26,20 @@ check-system:
 
 # loadfile: a file's tests share a worker (the e2e classes run one after the other, each
 # catalog is graded once); the book is built once for all workers (tests/conftest.py).
-test: env check-system
+test: env check-system hub/node_modules/.package-lock.json
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# The course in a local multi-user JupyterHub (as root; README "JupyterHub"). Ctrl-C or `make hub-stop` ends it.
+HUB_PORT ?= 8000
+hub/node_modules/.package-lock.json: hub/package.json hub/package-lock.json
+	@command -v npm >/dev/null || { echo "make hub: error: npm (Node.js >= 20) not found: JupyterHub's proxy needs it; Debian: apt-get install nodejs npm"; exit 1; }
+	cd hub && npm ci --no-audit --no-fund --loglevel=error
+
+hub: env hub/node_modules/.package-lock.json
+	$(PY) hub/hub.py start --port $(HUB_PORT)
+
+hub-stop:
+	@$(PY) hub/hub.py stop
 
 lock: env
 	$(PY) -m pip freeze --exclude-editable > requirements-lock.txt

@@ -1,0 +1,353 @@
+"""The course in a local multi-user JupyterHub: ``make hub`` (start) and ``make hub-stop``.
+
+    python hub/hub.py start [--port 8000]   # as root: users, exchange, course folder, hub
+    python hub/hub.py stop                  # stops a hub started from this checkout
+
+What ``start`` sets up (idempotent; nothing a student or TA made is ever removed):
+
+* OS users ``instructor`` and ``ta`` (group ``lec4-staff``), ``student1``, ``student2``
+  (group ``lec4-students``), home folders 0700, each with a random password (PAM login)
+  kept in ``STATE/accounts.txt`` (root only, 0600) and printed at start;
+* the nbgrader exchange ``STATE/exchange`` (1777, as nbgrader expects: the instructor's
+  ``release`` creates ``COURSE/inbound`` 2733 so students cannot list submissions);
+* the staff's course folder ``STATE/course`` (group ``lec4-staff``, 2770): the instructor
+  notebooks from ``solutions/``, generated (``python -m autograder generate``) into
+  ``assignments/`` and the gradebook;
+* JupyterHub (LocalProcessSpawner) on ``--port`` with configurable-http-proxy from
+  ``hub/node_modules`` (``npm ci`` in ``hub/``). Students get ``hub/config/student``
+  (Assignments panel; Formgrader and Create Assignment off), staff ``hub/config/staff``.
+
+``STATE`` is ``hub/state`` unless ``LEC4_HUB_STATE`` says otherwise (the tests use a
+temporary one). Ctrl-C or ``stop`` ends the hub, the proxy and every user's server.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import grp
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HUB = Path(__file__).resolve().parent
+ROOT = HUB.parent
+VENV_BIN = Path(sys.executable).parent
+STATE = Path(os.environ.get("LEC4_HUB_STATE", HUB / "state")).resolve()
+STAFF_GROUP, STUDENT_GROUP = "lec4-staff", "lec4-students"
+USERS = {"instructor": STAFF_GROUP, "ta": STAFF_GROUP, "student1": STUDENT_GROUP, "student2": STUDENT_GROUP}
+ADMINS = {"instructor"}
+ACCOUNT_COMMENT = "lec4 course hub account"  # marks the users this script created
+DEFAULT_PORT = 8000
+NODE_MAJOR = 20  # configurable-http-proxy 5.2 needs Node.js >= 20
+PROXY = HUB / "node_modules" / ".bin" / "configurable-http-proxy"
+
+
+class HubError(SystemExit):
+    """A precondition the hub cannot work without; the message names the fix."""
+
+    def __init__(self, message: str):
+        super().__init__(f"make hub: error: {message}")
+
+
+def paths(state: Path = STATE) -> dict[str, Path]:
+    """Where the hub keeps its state (one place for every path the config and tests use)."""
+    return {"state": state, "exchange": state / "exchange", "course": state / "course",
+            "accounts": state / "accounts.txt", "pid": state / "hub.pid", "runtime": state / "runtime",
+            "log": state / "jupyterhub.log"}
+
+
+def course_id() -> str:
+    """The course id, read from the repository's nbgrader_config.py (its one source)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    return config.CourseDirectory.course_id
+
+
+# ---------------------------------------------------------------- preconditions
+def check_root() -> None:
+    """Creating OS users and starting servers as them needs root: say exactly what fails."""
+    if os.geteuid() != 0:
+        raise HubError(
+            "this needs root, and you are uid %d. Without root it cannot: create the OS users %s "
+            "with their home folders; give the exchange and the course folder their owners and groups; "
+            "let JupyterHub's LocalProcessSpawner start each user's server as that user; read passwords "
+            "through PAM. Run it as root: `sudo make hub`." % (os.geteuid(), ", ".join(USERS)))
+
+
+def check_node() -> None:
+    """Node.js >= 20 and the pinned configurable-http-proxy (hub/package-lock.json) must be there."""
+    node = shutil.which("node")
+    if node is None:
+        raise HubError(f"Node.js not found: JupyterHub's proxy (configurable-http-proxy) runs on Node.js >= "
+                       f"{NODE_MAJOR}. Install it (Debian: `apt-get install nodejs npm`), then run `make hub` again.")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    major = int(version.lstrip("v").split(".")[0] or 0)
+    if major < NODE_MAJOR:
+        raise HubError(f"Node.js {version} is too old: configurable-http-proxy needs Node.js >= {NODE_MAJOR}.")
+    if not PROXY.exists():
+        raise HubError(f"{PROXY.relative_to(ROOT)} is missing: run `npm ci --prefix hub` "
+                       "(`make hub` does) to install the pinned configurable-http-proxy.")
+
+
+def check_port(port: int) -> None:
+    """Fail early, naming the fix, when something already listens on the hub's port."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            raise HubError(f"port {port} is already in use (another hub? `make hub-stop`; or `ss -ltnp "
+                           f"'sport = :{port}'` shows who). Pick a free one: `make hub HUB_PORT={port + 1}`.")
+
+
+# ---------------------------------------------------------------- OS users and folders
+def _run(*cmd: str, user: str | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command (as ``user`` with umask 002 and that user's HOME); fail loudly."""
+    if user is not None:
+        home = pwd.getpwnam(user).pw_dir
+        cmd = ("runuser", "-u", user, "--", "env", f"HOME={home}", f"USER={user}",
+               f"PATH={VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "sh", "-c", 'umask 002; exec "$@"', "sh", *cmd)
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise HubError(f"`{' '.join(cmd)}` failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    return result
+
+
+def ensure_group(name: str) -> None:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        _run("groupadd", name)
+
+
+def ensure_users(accounts: Path) -> dict[str, str]:
+    """Create the course's OS users (homes 0700) with random passwords; reuse existing ones.
+
+    A user of the same name that this script did not create is left alone: that is an error.
+    """
+    for group in set(USERS.values()):
+        ensure_group(group)
+    passwords = json.loads(accounts.read_text()) if accounts.exists() else {}
+    for user, group in USERS.items():
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            _run("useradd", "--create-home", "--gid", group, "--shell", "/bin/bash", "--comment", ACCOUNT_COMMENT, user)
+            entry = pwd.getpwnam(user)
+            passwords.pop(user, None)
+        if entry.pw_gecos.split(",")[0] != ACCOUNT_COMMENT:
+            raise HubError(f"an OS user {user!r} already exists and was not created by `make hub` "
+                           f"(its comment is {entry.pw_gecos!r}); remove or rename it, the hub will not take it over.")
+        os.chmod(entry.pw_dir, 0o700)
+        if user not in passwords:
+            passwords[user] = secrets.token_urlsafe(12)
+            _run("chpasswd", input=f"{user}:{passwords[user]}\n")
+    accounts.write_text(json.dumps(passwords, indent=1))
+    os.chmod(accounts, 0o600)
+    return passwords
+
+
+def make_interpreter_reachable() -> list[Path]:
+    """Let the hub's users execute this venv's Python (pyenv keeps it under /root, mode 0700).
+
+    Adds only o+x (enter, not list) to the folders on the way; returns those it changed.
+    """
+    changed = []
+    for target in (Path(os.path.realpath(sys.executable)), ROOT):
+        for folder in [*reversed(target.parents)]:
+            mode = folder.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(folder, mode | 0o001)
+                changed.append(folder)
+    return changed
+
+
+def ensure_exchange(exchange: Path) -> None:
+    """nbgrader's exchange root: world-writable (1777; sticky so no one deletes another's folder)."""
+    exchange.mkdir(parents=True, exist_ok=True)
+    os.chmod(exchange, 0o1777)
+
+
+def ensure_course(course: Path) -> None:
+    """The staff's course folder: instructor notebooks, generated release, gradebook (group lec4-staff)."""
+    staff = grp.getgrnam(STAFF_GROUP).gr_gid
+    instructor = pwd.getpwnam("instructor").pw_uid
+    course.mkdir(parents=True, exist_ok=True)
+    os.chown(course, instructor, staff)
+    os.chmod(course, 0o2770)
+    for source in sorted((ROOT / "solutions").iterdir()):
+        target = course / "solutions" / source.name
+        if target.exists():
+            continue  # the instructor's own edits stay
+        shutil.copytree(source, target)
+        for path in [course / "solutions", *target.rglob("*"), target]:
+            os.chown(path, instructor, staff)
+            os.chmod(path, 0o2770 if path.is_dir() else 0o660)
+        _run(str(VENV_BIN / "python"), "-m", "autograder", "--course-root", str(course), "generate", source.name,
+             user="instructor", cwd=ROOT)
+
+
+# ---------------------------------------------------------------- the hub process
+def hub_environment(port: int, where: dict[str, Path]) -> dict[str, str]:
+    """What hub/jupyterhub_config.py reads (it has no other source for these values)."""
+    return {**os.environ, "LEC4_HUB_PORT": str(port), "LEC4_HUB_STATE": str(where["state"]),
+            "LEC4_COURSE_ID": course_id(), "LEC4_HUB_PROXY": str(PROXY),
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise HubError(f"JupyterHub exited with status {proc.returncode}; its log:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/hub/api", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise HubError(f"JupyterHub did not answer on {url} within {timeout:.0f} s; log: {log}")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the hub (it stops the proxy and every user's server), then wait; SIGKILL if stuck."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def leftover_processes() -> list[str]:
+    """Processes still running as one of the hub's users (there should be none after a stop)."""
+    uids = {pwd.getpwnam(u).pw_uid: u for u in USERS if _exists(u)}
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                uid = proc.stat().st_uid
+                if uid in uids:
+                    found.append(f"{proc.name} ({uids[uid]}: {(proc / 'cmdline').read_text().replace(chr(0), ' ')[:80]})")
+            except OSError:
+                pass
+    return found
+
+
+def _exists(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+        return True
+    except KeyError:
+        return False
+
+
+def start(port: int) -> int:
+    where = paths()
+    check_root()
+    check_node()
+    check_port(port)
+    started = time.monotonic()
+    for key in ("state", "runtime"):
+        where[key].mkdir(parents=True, exist_ok=True)
+    os.chmod(where["state"], 0o755)
+    os.chmod(where["runtime"], 0o700)
+    if where["pid"].exists() and _alive(int(where["pid"].read_text())):
+        raise HubError(f"a hub from this checkout is already running (pid {where['pid'].read_text()}): `make hub-stop`.")
+    passwords = ensure_users(where["accounts"])
+    for folder in make_interpreter_reachable():
+        print(f"note: made {folder} enterable by other users (o+x, not listable) so they can run {sys.executable}")
+    ensure_exchange(where["exchange"])
+    ensure_course(where["course"])
+    url = f"http://127.0.0.1:{port}"
+    with open(where["log"], "w") as log:
+        proc = subprocess.Popen([str(VENV_BIN / "jupyterhub"), "-f", str(HUB / "jupyterhub_config.py")],
+                                cwd=where["runtime"], env=hub_environment(port, where), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    where["pid"].write_text(str(os.getpid()))
+    stopping = []
+
+    def on_signal(signum, frame):
+        stopping.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        wait_until_up(url, proc, where["log"])
+        print(f"\nJupyterHub for {course_id()} is up at {url}  (started in {time.monotonic() - started:.1f} s)")
+        print(f"  exchange: {where['exchange']}    course folder (staff): {where['course']}")
+        print(f"  log: {where['log']}\n")
+        print(f"  {'account':<11} {'role':<22} password")
+        for user, group in USERS.items():
+            role = "instructor (admin)" if user in ADMINS else ("TA" if group == STAFF_GROUP else "student")
+            print(f"  {user:<11} {role:<22} {passwords[user]}")
+        print("\nStop with Ctrl-C or `make hub-stop`.", flush=True)
+        proc.wait()
+        print(f"JupyterHub exited by itself (status {proc.returncode}); log: {where['log']}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping JupyterHub, its proxy and every user's server ...", flush=True)
+        return 0
+    finally:
+        stop_process(proc)
+        where["pid"].unlink(missing_ok=True)
+        deadline = time.monotonic() + 15
+        while leftover_processes() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = leftover_processes()
+        print("stopped; nothing left running." if not left else f"warning: still running: {left}", flush=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop() -> int:
+    """Stop the hub started from this checkout (its `start` process cleans up and exits)."""
+    pid_file = paths()["pid"]
+    if not pid_file.exists():
+        print("make hub-stop: no hub from this checkout is running.")
+        return 0
+    pid = int(pid_file.read_text())
+    if not _alive(pid):
+        pid_file.unlink()
+        print(f"make hub-stop: the hub (pid {pid}) was not running; removed its stale pid file.")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(120):
+        if not _alive(pid):
+            print("make hub-stop: hub stopped.")
+            return 0
+        time.sleep(0.5)
+    print(f"make hub-stop: the hub (pid {pid}) did not stop within 60 s", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hub/hub.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("start").add_argument("--port", type=int, default=DEFAULT_PORT)
+    sub.add_parser("stop")
+    args = parser.parse_args(argv)
+    return start(args.port) if args.command == "start" else stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""JupyterHub configuration of the course hub (started by hub/hub.py, i.e. `make hub`).
+
+Values come from the environment hub/hub.py sets (LEC4_HUB_PORT, LEC4_HUB_STATE,
+LEC4_COURSE_ID, LEC4_HUB_PROXY); the user list and roles from hub/hub.py itself.
+Every user's server is `jupyterhub-singleuser` from the course venv, started as that OS
+user (LocalProcessSpawner), with JupyterLab 4, nbgrader and nbgitpuller. The role decides
+the Jupyter config folder put on JUPYTER_CONFIG_PATH: hub/config/student (Assignments
+panel only) or hub/config/staff (Formgrader, Create Assignment, the course folder).
+"""
+import os
+import sys
+from pathlib import Path
+
+HUB = Path(__file__).resolve().parent
+sys.path.insert(0, str(HUB))
+import hub as course_hub  # noqa: E402  (hub/hub.py: users, groups, paths)
+
+c = get_config()  # noqa: F821
+where = course_hub.paths(Path(os.environ["LEC4_HUB_STATE"]))
+venv_bin = Path(sys.executable).parent
+
+c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['LEC4_HUB_PORT']}"
+c.JupyterHub.db_url = f"sqlite:///{where['state'] / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(where["state"] / "jupyterhub_cookie_secret")
+c.ConfigurableHTTPProxy.command = [os.environ["LEC4_HUB_PROXY"]]
+c.ConfigurableHTTPProxy.pid_file = str(where["runtime"] / "proxy.pid")
+c.JupyterHub.cleanup_servers = True  # stopping the hub stops every user's server
+c.JupyterHub.cleanup_proxy = True
+
+# Accounts: the OS users hub.py created; passwords checked by PAM (no PAM session: a container has no logind).
+c.JupyterHub.authenticator_class = "pam"
+c.PAMAuthenticator.open_sessions = False
+c.Authenticator.allowed_users = set(course_hub.USERS)
+c.Authenticator.admin_users = set(course_hub.ADMINS)
+
+c.JupyterHub.spawner_class = "localprocess"
+c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
+c.Spawner.default_url = "/lab"
+c.Spawner.notebook_dir = "~"
+c.Spawner.http_timeout = 120
+c.Spawner.start_timeout = 120
+
+
+def role_config(spawner):
+    """Students get hub/config/student, instructor and TA hub/config/staff; both learn the course."""
+    role = "staff" if course_hub.USERS[spawner.user.name] == course_hub.STAFF_GROUP else "student"
+    spawner.environment.update({
+        "JUPYTER_CONFIG_PATH": str(HUB / "config" / role),
+        "LEC4_COURSE_ID": os.environ["LEC4_COURSE_ID"],
+        "LEC4_EXCHANGE": str(where["exchange"]),
+        "LEC4_COURSE_ROOT": str(where["course"]),
+        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+    })
+
+
+c.Spawner.pre_spawn_hook = role_config
