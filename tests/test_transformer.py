@@ -122,3 +122,33 @@ def test_config_errors():
         DecoderConfig(d_model=12, n_heads=4, n_kv_heads=2)
     with pytest.raises(ValueError, match="sliding window"):
         TinyDecoder(DecoderConfig()).new_caches("rolling")
+
+
+# ----------------------------------------------------------------------------- the KV cache's cost model
+@pytest.mark.parametrize("cache", [None, "full"])
+@pytest.mark.parametrize("n_kv_heads", [1, 2, 4])
+def test_generation_macs_equal_torch_flop_counter(cache, n_kv_heads):
+    """The cost model counts exactly the multiply-adds PyTorch's FLOP counter sees in generate()."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lec4.transformer import generate, generation_macs
+    cfg = DecoderConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=n_kv_heads, d_ff=48)
+    model = TinyDecoder(cfg).eval()
+    prompt = torch.randint(0, 50, (3, 5))
+    with FlopCounterMode(display=False) as counter:
+        generate(model, prompt, 9, cache=cache)
+    assert 2 * sum(generation_macs(cfg, 5, 9, cache, batch=3).values()) == counter.get_total_flops()
+
+
+def test_generation_macs_growth_and_errors():
+    from lec4.transformer import forward_macs, generation_macs
+    cfg = DecoderConfig(d_model=32, n_heads=4, n_kv_heads=2, d_ff=64)
+    short, long = (generation_macs(cfg, 1, n, "full") for n in (255, 511))
+    assert 1.9 < long["weights"] / short["weights"] < 2.1          # linear in T with the cache ...
+    assert 3.8 < long["attention"] / short["attention"] < 4.1      # ... attention over the cache still quadratic
+    no_short, no_long = (generation_macs(cfg, 1, n, None) for n in (255, 511))
+    assert 3.8 < no_long["weights"] / no_short["weights"] < 4.1    # without: quadratic
+    with pytest.raises(ValueError, match="cache must be None or 'full'"):
+        generation_macs(cfg, 4, 4, "rolling")
+    with pytest.raises(ValueError, match="n_queries <= n_keys"):
+        forward_macs(cfg, 5, 4)

@@ -275,6 +275,48 @@ def generate(model: TinyDecoder, prompt: torch.Tensor, n_new: int, cache: str | 
     return tokens, caches
 
 
+def forward_macs(cfg: DecoderConfig, n_queries: int, n_keys: int, batch: int = 1) -> dict[str, int]:
+    """Multiply-adds of one :class:`TinyDecoder` forward call on ``n_queries`` new tokens that attend
+    to ``n_keys`` keys (the new ones included), split by where they go.
+
+    * ``"weights"``: every matrix of every layer (W_q, W_k, W_v, W_o, the three SwiGLU matrices) and the
+      output layer, once per new token: Θ(n_queries · d²);
+    * ``"attention"``: Q Kᵀ and the weights times V, one score per (query, key) pair and head, all
+      ``n_keys`` keys scored (the mask is applied afterwards): Θ(n_queries · n_keys · d);
+    * ``"rope"``: this model's dense rotation matrices (one D×D product per head and token).
+    """
+    if min(n_queries, n_keys, batch) < 1 or n_keys < n_queries:
+        raise ValueError(f"need 1 <= n_queries <= n_keys and batch >= 1, got n_queries={n_queries}, "
+                         f"n_keys={n_keys}, batch={batch}")
+    d, D, hq, hkv = cfg.d_model, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+    per_token = cfg.n_layers * (2 * d * hq * D + 2 * d * hkv * D + 3 * d * cfg.d_ff) + d * cfg.vocab_size
+    return {"weights": batch * n_queries * per_token,
+            "attention": batch * cfg.n_layers * 2 * hq * n_queries * n_keys * D,
+            "rope": batch * cfg.n_layers * (hq + hkv) * n_queries * D * D}
+
+
+def generation_macs(cfg: DecoderConfig, prompt_len: int, n_new: int, cache: str | None, batch: int = 1) -> dict[str, int]:
+    """Multiply-adds of :func:`generate` (the prompt's forward, then ``n_new`` steps), by kind.
+
+    The cost model of the KV cache: at step t (t tokens so far) generation without a cache runs the model
+    on all t tokens, t · Θ(d²) for the matrices and Θ(t² d) for attention; with the cache it runs one token,
+    Θ(d²) for the matrices and Θ(t d) for attention over the t cached keys. Summed over T steps: matrices
+    Θ(T² d²) → Θ(T d²), attention Θ(T³ d) → Θ(T² d). The cache removes the recomputation of the prefix,
+    not the growth of attention: each new token still reads every cached key.
+    """
+    if cache not in (None, "full"):
+        raise ValueError(f"cache must be None or 'full' (the rolling buffer attends to at most W keys), got {cache!r}")
+    if prompt_len < 1 or n_new < 0:
+        raise ValueError(f"need prompt_len >= 1 and n_new >= 0, got {prompt_len}, {n_new}")
+    calls = [(prompt_len, prompt_len)]
+    calls += [(1 if cache else t, t) for t in range(prompt_len + 1, prompt_len + n_new + 1)]
+    total = {"weights": 0, "attention": 0, "rope": 0}
+    for n_queries, n_keys in calls:
+        for kind, macs in forward_macs(cfg, n_queries, n_keys, batch).items():
+            total[kind] += macs
+    return total
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
