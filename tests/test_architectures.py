@@ -32,9 +32,52 @@ def test_depth_matches_the_name_and_the_lecture(name):
         assert lecture[name] == NAMED_DEPTH[name]
 
 
-def test_lenet5_paper_count_is_about_60k():
-    # the 1998 paper: "about 60,000 free parameters"; C3's sparse table has 1,516
-    assert arch.lenet5_paper_params() == 60_840
+# The trainable parameters LeCun et al. (1998), Section II-B, print for each layer of LeNet-5.
+LENET5_PAPER = {"C1": 156, "S2": 12, "C3": 1_516, "S4": 32, "C5": 48_120, "F6": 10_164}
+
+
+def test_lenet5_paper_counts_match_the_paper_layer_by_layer():
+    counts = arch.lenet5_paper_layer_params()
+    assert {k: v for k, v in counts.items() if v} == LENET5_PAPER
+    assert counts["output (RBF, fixed)"] == 0                     # the RBF centres were fixed by hand
+    assert arch.lenet5_paper_params() == sum(LENET5_PAPER.values()) == 60_000
+
+
+def _alexnet_two_gpu_module():
+    """The 2012 paper's layout: groups=2 is "each GPU sees only its own half of the maps"."""
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 11, 4), nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.Conv2d(256, 384, 3, padding=1),
+        nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.Conv2d(384, 256, 3, padding=1, groups=2),
+        nn.Linear(9216, 4096), nn.Linear(4096, 4096), nn.Linear(4096, 1000))
+
+
+def test_alexnet_two_gpu_counts_match_grouped_modules_and_the_paper():
+    with torch.device("meta"):
+        module = _alexnet_two_gpu_module()
+    ours = arch.alexnet_two_gpu_layer_params()
+    assert list(ours.values()) == [sum(p.numel() for p in layer.parameters()) for layer in module]
+    assert 60e6 < sum(ours.values()) < 61e6                       # the paper: "60 million parameters"
+    assert sum(ours.values()) < arch.count_params(arch.alexnet())  # fewer than the single-GPU layout
+
+
+@pytest.mark.parametrize("kernels,strides", [([3, 3], [1, 1]), ([3, 3, 3], [1, 1, 1]), ([7], [1]),
+                                             ([3, 2, 3], [1, 2, 1]), ([5, 2, 5, 2], [1, 2, 1, 2])])
+def test_receptive_field_matches_autograd(kernels, strides):
+    """Independent reference: which input pixels get a gradient from one output pixel."""
+    layers = [arch.Conv(1, 1, k, s) if i % 2 == 0 or s == 1 else arch.Pool(k, s)
+              for i, (k, s) in enumerate(zip(kernels, strides))]
+    x = torch.zeros(1, 1, 40, 40, requires_grad=True)
+    y = x
+    for layer in layers:
+        if isinstance(layer, arch.Conv):
+            y = nn.functional.conv2d(y, torch.ones(1, 1, layer.k, layer.k), stride=layer.stride)
+        else:
+            y = nn.functional.avg_pool2d(y, layer.k, layer.stride)
+    y[0, 0, y.shape[2] // 2, y.shape[3] // 2].backward()
+    rows = x.grad[0, 0].abs().sum(1).nonzero()
+    assert arch.receptive_field(layers) == rows.max().item() - rows.min().item() + 1
+    with pytest.raises(ValueError, match="Conv and"):
+        arch.receptive_field([arch.Linear(3, 4)])
 
 
 # ---- independent reference: the same networks written as nn.Modules, instantiated on "meta"
@@ -116,3 +159,5 @@ def test_ilsvrc_error_falls_with_depth():
     assert [r.lecture_depth for r in results] == [8, 19, 152]
     assert all(a.top5_error > b.top5_error for a, b in zip(results, results[1:]))
     assert results[0].top5_error == 15.3 and "lecture" in results[0].source
+    # VGG was second in ILSVRC-2014 classification (GoogLeNet won); AlexNet and ResNet won theirs
+    assert {r.model: r.place for r in results} == {"AlexNet": 1, "VGG-19": 2, "ResNet-152": 1}

@@ -151,21 +151,26 @@ def lenet5(num_classes: int = 10) -> list[Layer]:
             Linear(16 * 5 * 5, 120), Linear(120, 84), Linear(84, num_classes)]
 
 
-def lenet5_paper_params() -> int:
-    """LeNet-5's trainable parameters as in the 1998 paper (its "about 60,000").
+def lenet5_paper_layer_params() -> dict[str, int]:
+    """LeNet-5's trainable parameters per layer as the 1998 paper builds it (its Section II-B).
 
     Differences from :func:`lenet5`: S2/S4 subsampling has a trainable coefficient and bias
     per map; C3's maps see only 3, 4 or 6 of the S2 maps (the paper's Table I: 6 maps x 3,
-    9 maps x 4, 1 map x 6); the output is 10 RBF units with 84 centres each and no bias.
+    9 maps x 4, 1 map x 6); F6 is followed by 10 Euclidean RBF units whose 84-dimensional
+    centres were "chosen by hand and kept fixed", so the output layer has no trainable parameters.
     """
-    c1 = 6 * (25 + 1)
-    s2 = 6 * 2
-    c3 = (6 * 3 + 9 * 4 + 1 * 6) * 25 + 16
-    s4 = 16 * 2
-    c5 = 120 * (16 * 25 + 1)
-    f6 = 84 * (120 + 1)
-    rbf = 10 * 84
-    return c1 + s2 + c3 + s4 + c5 + f6 + rbf
+    return {"C1": 6 * (25 + 1),
+            "S2": 6 * 2,
+            "C3": (6 * 3 + 9 * 4 + 1 * 6) * 25 + 16,
+            "S4": 16 * 2,
+            "C5": 120 * (16 * 25 + 1),
+            "F6": 84 * (120 + 1),
+            "output (RBF, fixed)": 0}
+
+
+def lenet5_paper_params() -> int:
+    """Total trainable parameters of the 1998 LeNet-5 (:func:`lenet5_paper_layer_params`)."""
+    return sum(lenet5_paper_layer_params().values())
 
 
 def alexnet(num_classes: int = 1000) -> list[Layer]:
@@ -179,6 +184,36 @@ def alexnet(num_classes: int = 1000) -> list[Layer]:
             Conv(192, 384, 3, 1, 1), Conv(384, 256, 3, 1, 1), Conv(256, 256, 3, 1, 1), Pool(3, 2),
             Pool(kind="avg", output=6),
             Linear(256 * 6 * 6, 4096), Linear(4096, 4096), Linear(4096, num_classes)]
+
+
+def alexnet_two_gpu_layer_params() -> dict[str, int]:
+    """AlexNet's parameters per layer as the 2012 paper splits it over two GPUs (its Section 3.5).
+
+    96, 256, 384, 384, 256 kernels of sizes 11x11x3, 5x5x48, 3x3x256, 3x3x192, 3x3x192: half of
+    each layer's maps live on each GPU, and conv2, conv4 and conv5 only see the maps of their own
+    GPU (half the input depth); conv3 and the fully-connected layers see both. Biases included.
+    """
+    convs = {"conv1": (96, 3 * 11 * 11), "conv2": (256, 48 * 5 * 5), "conv3": (384, 256 * 3 * 3),
+             "conv4": (384, 192 * 3 * 3), "conv5": (256, 192 * 3 * 3)}
+    params = {name: n * (fan_in + 1) for name, (n, fan_in) in convs.items()}
+    for name, n_in, n_out in [("fc6", 256 * 6 * 6, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000)]:
+        params[name] = Linear(n_in, n_out).params
+    return params
+
+
+def receptive_field(layers: list[Layer]) -> int:
+    """Side of the input window that one output pixel of a stack of ``Conv``/``Pool`` layers sees.
+
+    r = 1 + sum_i (k_i - 1) * (product of the strides before layer i). Two 3x3 convolutions see
+    5x5, three see 7x7 (why VGG stacks 3x3 kernels instead of using larger ones).
+    """
+    r, jump = 1, 1
+    for layer in layers:
+        if not isinstance(layer, (Conv, Pool)) or getattr(layer, "output", None) is not None:
+            raise ValueError(f"receptive_field takes Conv and (non-adaptive) Pool layers, got {layer!r}")
+        r += (layer.k - 1) * jump
+        jump *= layer.stride
+    return r
 
 
 VGG19_CONFIG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -259,13 +294,18 @@ def depth(layers: list[Layer]) -> int:
 
 @dataclass(frozen=True)
 class IlsvrcResult:
-    """A top-5 classification error on the ImageNet (ILSVRC) test set, and where it comes from."""
+    """A top-5 classification error on the ImageNet (ILSVRC) test set, and where it comes from.
+
+    ``place``: the entry's rank in that year's classification task (VGG was second in 2014,
+    behind GoogLeNet's 6.67%; it won the localisation task).
+    """
 
     model: str
     year: int
     top5_error: float  # percent
     lecture_depth: int | None
     source: str
+    place: int = 1
 
 
 # The lecture prints AlexNet's 15.3% and the years and depths of the "Typical Architectures"
@@ -274,6 +314,7 @@ class IlsvrcResult:
 # VGG's and ResNet's errors come from their papers, marked as such.
 ILSVRC_RESULTS = [
     IlsvrcResult("AlexNet", 2012, 15.3, 8, "lecture slide (Krizhevsky et al. 2012, winning entry, ensemble)"),
-    IlsvrcResult("VGG-19", 2014, 7.3, 19, "Simonyan & Zisserman 2015, ILSVRC-2014 submission (ensemble)"),
+    IlsvrcResult("VGG-19", 2014, 7.3, 19, "Simonyan & Zisserman 2015, ILSVRC-2014 submission (ensemble); "
+                 "2nd in classification after GoogLeNet (6.67%)", place=2),
     IlsvrcResult("ResNet-152", 2015, 3.57, 152, "He et al. 2016, ensemble, ILSVRC-2015 winner"),
 ]
