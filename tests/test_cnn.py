@@ -157,3 +157,67 @@ def test_training_learns_the_digits():
     assert result.parameters == cnn.count_parameters(model) and result.seconds > 0
     with pytest.raises(ValueError, match="epochs"):
         cnn.train_classifier(model, train, test, epochs=0)
+
+
+# --------------------------------------------------------------------------- index maps, statistics, residuals
+def _conv_by_index_map(x, w, stride, index):
+    """The lecture's 3D convolution with 1-based loops, input row/column given by ``index``."""
+    C_out, C_in, K, _ = w.shape
+    H = x.shape[0 if x.dim() == 2 else 1]
+    H_out = (H - K) // stride + 1
+    y = torch.zeros(C_out, H_out, H_out, dtype=x.dtype)
+    for c2 in range(C_out):
+        for h in range(1, H_out + 1):
+            for v in range(1, H_out + 1):
+                y[c2, h - 1, v - 1] = sum(x[c, index(h, m, stride) - 1, index(v, n, stride) - 1] * w[c2, c, m - 1, n - 1]
+                                          for c in range(C_in) for m in range(1, K + 1) for n in range(1, K + 1))
+    return y
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_window_index_map_gives_pytorchs_conv_and_max_pool(stride):
+    gen = torch.Generator().manual_seed(stride)
+    x, w = torch.randn(2, 9, 9, generator=gen, dtype=torch.float64), torch.randn(3, 2, 3, 3, generator=gen, dtype=torch.float64)
+    ours = _conv_by_index_map(x, w, stride, cnn.window_input_index)
+    torch.testing.assert_close(ours, F.conv2d(x[None], w, stride=stride)[0])
+    K, H_out = 2, (9 - 2) // stride + 1
+    pooled = torch.tensor([[max(x[0, cnn.window_input_index(i, q, stride) - 1, cnn.window_input_index(j, r, stride) - 1].item()
+                                for q in range(1, K + 1) for r in range(1, K + 1))
+                            for j in range(1, H_out + 1)] for i in range(1, H_out + 1)], dtype=torch.float64)
+    torch.testing.assert_close(pooled, F.max_pool2d(x[None, :1], K, stride)[0, 0])
+    with pytest.raises(ValueError, match="1-based"):
+        cnn.window_input_index(0, 1, stride)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_slides_conv_index_runs_past_the_input(stride):
+    H, K = 9, 3
+    H_out = (H - K) // stride + 1
+    assert max(cnn.window_input_index(H_out, m, stride) for m in range(1, K + 1)) == stride * (H_out - 1) + K <= H
+    assert cnn.slide_conv_input_index(H_out, K, stride) > H
+
+
+def test_accuracy_interval_and_mcnemar_match_scipy():
+    from scipy import stats
+    for correct, n in [(428, 450), (450, 450), (0, 10), (7, 13)]:
+        ci = stats.binomtest(correct, n).proportion_ci(method="wilson")
+        assert cnn.accuracy_interval(correct, n, z=stats.norm.ppf(0.975)) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    y = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 3)
+    a = y.clone(); a[:2] = 9                                    # A wrong on items 0, 1
+    b = y.clone(); b[5:12] = 0                                   # B wrong on items 5 ... 11 except 10 (a 0)
+    only_a, only_b, p = cnn.mcnemar_p(y, a, b)
+    assert (only_a, only_b) == (6, 2)
+    assert p == pytest.approx(stats.binomtest(6, 8, 0.5).pvalue)
+    assert cnn.mcnemar_p(y, a, a) == (0, 0, 1.0)
+    with pytest.raises(ValueError, match="correct <= n"):
+        cnn.accuracy_interval(5, 4)
+    with pytest.raises(ValueError, match="one length"):
+        cnn.mcnemar_p(y, a[:5], b)
+
+
+def test_residual_connections_keep_the_gradient_of_the_first_layer():
+    plain, res = cnn.layer_gradient_norms(30, residual=False), cnn.layer_gradient_norms(30, residual=True)
+    assert len(plain) == len(res) == 30
+    assert plain[0] / plain[-1] < 1e-6 and res[0] / res[-1] > 1e-2
+    # one layer: the identity path does not depend on the kernel, so the gradients are the same
+    assert cnn.layer_gradient_norms(1, False) == pytest.approx(cnn.layer_gradient_norms(1, True))

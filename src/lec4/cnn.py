@@ -199,9 +199,11 @@ class LeNet5(nn.Module):
     """LeNet-5 (LeCun et al., 1998) for the 8x8 digits, built from this module's layers.
 
     The 8x8 digits are upsampled (bilinear) to LeNet's 32x32 input, so with the default
-    ``kernel_size=5`` the layer sizes and the 61,706 parameters are those of LeNet-5 with
-    its two modern substitutions: ReLU for the scaled tanh and max-pooling for the trainable
-    subsampling (C5, a 5x5 convolution over a 5x5 map, is the fully-connected F5 here).
+    ``kernel_size=5`` the layer sizes are those of LeNet-5 in its modern form: ReLU for the scaled
+    tanh, max-pooling for the trainable subsampling, every C3 map connected to all six S2 maps and
+    a linear 10-way output instead of fixed RBF units: 61,706 parameters, against the 1998 paper's
+    60,000 (:func:`lec4.architectures.lenet5_paper_layer_params`). C5, a 5x5 convolution over a 5x5
+    map, is the fully-connected F5 here.
     Other kernel sizes keep the layout and change the map sizes.
 
     (B, 1, 8, 8) -> logits (B, num_classes).
@@ -320,3 +322,83 @@ def train_classifier(model: nn.Module, train: Split, test: Split, epochs: int = 
     seconds = time.perf_counter() - start
     run.finish()
     return TrainResult(run.history, train_acc, test_acc, seconds, count_parameters(model))
+
+
+# --------------------------------------------------------------------------- index maps of the layers
+
+
+def window_input_index(out_index: int, offset: int, stride: int) -> int:
+    """The lecture's max-pooling index map, which is also the convolution's: m = s(i - 1) + q.
+
+    1-based like the slides: output position i = 1 ... H_out and window offset q = 1 ... K read
+    input position m = s(i - 1) + q, which runs from 1 to s(H_out - 1) + K <= H.
+    """
+    if min(out_index, offset, stride) < 1:
+        raise ValueError(f"indices are 1-based and the stride positive, got i={out_index}, q={offset}, s={stride}")
+    return stride * (out_index - 1) + offset
+
+
+def slide_conv_input_index(out_index: int, offset: int, stride: int) -> int:
+    """The index of the lecture's "3D Convolutional Layer" slide, x_{h' + m s}: as written (wrong).
+
+    The stride multiplies the kernel offset m instead of the output position h': the kernel's taps
+    land s apart (a dilated kernel), neighbouring outputs are one pixel apart, and for m = K the
+    index passes the input's end. Kept to show the slide's error next to :func:`window_input_index`.
+    """
+    return out_index + offset * stride
+
+
+# --------------------------------------------------------------------------- how sure is an accuracy?
+
+
+def accuracy_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for an accuracy of ``correct`` out of ``n`` (z = 1.96: 95 %)."""
+    if n < 1 or not 0 <= correct <= n:
+        raise ValueError(f"need 0 <= correct <= n and n >= 1, got correct={correct}, n={n}")
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def mcnemar_p(y_true: torch.Tensor, pred_a: torch.Tensor, pred_b: torch.Tensor) -> tuple[int, int, float]:
+    """Exact McNemar test of two classifiers on the same test set.
+
+    Returns (b, c, p): b test items only A gets right, c only B gets right, and the two-sided
+    p-value of "A and B are equally accurate" (under it, b ~ Binomial(b + c, 1/2)). Items both get
+    right or both get wrong say nothing about which is better.
+    """
+    for name, t in (("y_true", y_true), ("pred_a", pred_a), ("pred_b", pred_b)):
+        check_shape(name, t, "(N,)", 1)
+    if not y_true.shape == pred_a.shape == pred_b.shape:
+        raise ValueError(f"need three (N,) tensors of one length, got {tuple(y_true.shape)}, "
+                         f"{tuple(pred_a.shape)}, {tuple(pred_b.shape)}")
+    right_a, right_b = pred_a == y_true, pred_b == y_true
+    b, c = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    n = b + c
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n if n else 1.0
+    return b, c, min(1.0, 2 * tail)
+
+
+# --------------------------------------------------------------------------- why residual connections
+
+
+def layer_gradient_norms(depth: int, residual: bool, channels: int = 8, size: int = 8, batch: int = 4,
+                         seed: int = 0) -> list[float]:
+    """Gradient norm of each layer's kernel in a freshly initialised stack of 3x3 conv + ReLU layers.
+
+    Plain: h <- relu(conv(h)). Residual (He et al., 2016): h <- h + relu(conv(h)), so that
+    dJ/dh_in = dJ/dh_out (I + d relu(conv)/dh): an identity path carries the gradient to the first
+    layers whatever the layers in between do. PyTorch's default initialisation, input (B, C, S, S),
+    loss = mean of the last layer's output. Returns ``depth`` norms, first layer first.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    convs = [nn.Conv2d(channels, channels, 3, padding=1) for _ in range(depth)]
+    h = torch.randn(batch, channels, size, size, generator=gen)
+    for conv in convs:
+        h = h + torch.relu(conv(h)) if residual else torch.relu(conv(h))
+    h.mean().backward()
+    return [conv.weight.grad.norm().item() for conv in convs]
