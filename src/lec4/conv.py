@@ -20,13 +20,13 @@ Only forward passes live here; gradients come from autograd.
 """
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from lec4 import display
 from lec4.utils import check_shape
 
 # --------------------------------------------------------------------------- arguments
@@ -449,27 +449,14 @@ class SlideComparison:
         return int(self.mismatch.sum())
 
     def to_html(self) -> str:
-        """A table of computed values; a mismatching cell shows 'computed ≠ slide' in red."""
-        rows = []
-        for i, row in enumerate(self.computed.tolist()):
-            cells = []
-            for j, value in enumerate(row):
-                slide = float(self.example.slide_output[i, j])
-                if self.mismatch[i, j]:
-                    cells.append(f'<td style="background:#fdd;color:#a00;font-weight:bold">'
-                                 f'{_fmt(value)} ≠ {_fmt(slide)}</td>')
-                else:
-                    cells.append(f"<td>{_fmt(value)}</td>")
-            rows.append("<tr>" + "".join(cells) + "</tr>")
-        convention = "convolution (flipped kernel)" if self.flip else "cross-correlation (no flip)"
-        caption = (f"{html.escape(self.example.name)} — {convention}: "
-                   f"{self.n_mismatches} of {self.mismatch.numel()} cells differ from the slide")
-        return (f'<table style="border-collapse:collapse;text-align:center;font-family:monospace">'
-                f"<caption>{caption}</caption>{''.join(rows)}</table>")
+        """The slide's grid and the computed one side by side, differing cells highlighted."""
+        return self._repr_html_()
 
-
-def _fmt(value: float) -> str:
-    return f"{value:g}" if abs(value - round(value)) < 1e-9 else f"{value:.2f}".rstrip("0")
+    def _repr_html_(self) -> str:
+        convention = "convolution, kernel flipped" if self.flip else "cross-correlation, kernel not flipped"
+        caption = f"Slide \u201c{self.example.name}\u201d vs. our computation ({convention})"
+        return display.compare_grids(self.example.slide_output, self.computed, caption,
+                                     labels=("slide", "computed"), atol=self.tolerance)._repr_html_()
 
 
 def compare_with_slide(example: WorkedExample, flip: bool = False) -> SlideComparison:
