@@ -142,3 +142,45 @@ def test_window_mask_with_cached_keys_in_any_order():
     k_positions = torch.tensor([8, 5, 6, 7])
     mask = window_mask(torch.tensor([8]), k_positions, w=4)
     assert mask.tolist() == [[True, False, True, True]]
+
+
+# ----------------------------------------------------------------------------- chunked scores, results tables
+@pytest.mark.parametrize("T,w,Hq,Hkv", [(64, 16, 4, 2), (50, 8, 2, 2), (12, 64, 2, 1)])
+def test_chunked_score_count_is_the_reference_solutions_largest_tensor(T, w, Hq, Hkv):
+    """Independent reference: run hw-attention's reference solution and record its matrix products."""
+    import sys
+    from pathlib import Path
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from lec4.attention import chunked_score_count
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from autograder.notebook import submission_source
+    namespace = {}
+    exec(submission_source(root / "solutions" / "hw-attention" / "hw-attention.ipynb"), namespace)
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in (torch.ops.aten.bmm.default, torch.ops.aten.mm.default):   # the matrix products
+                Largest.numel = max(Largest.numel, out.numel())
+            return out
+
+    q, k, v = torch.randn(2, Hq, T, 8), torch.randn(2, Hkv, T, 8), torch.randn(2, Hkv, T, 8)
+    with Largest():
+        namespace["sliding_window_attention"](q, k, v, w)
+    assert Largest.numel == chunked_score_count(2, Hq, T, w)
+
+
+def test_benchmark_results(tmp_path):
+    from lec4.attention import RESULTS_DIR, benchmark_results
+    assert "sliding_window_attention" in benchmark_results("hw_attention.md")       # committed CPU table
+    assert RESULTS_DIR.name == "results" and (RESULTS_DIR.parent / "gpu_attention.py").is_file()
+    assert benchmark_results("gpu_attention.md", tmp_path) is None                   # not measured yet
+    (tmp_path / "gpu_attention.md").write_text("| T |\n")
+    assert benchmark_results("gpu_attention.md", tmp_path) == "| T |\n"
+    with pytest.raises(ValueError, match="ending in .md"):
+        benchmark_results("../../etc/passwd")

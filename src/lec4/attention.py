@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -236,3 +237,35 @@ def _silenced_stderr_fd():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+# ------------------------------------------------------------ what the sliding-chunks algorithm stores
+def chunked_score_count(B: int, H: int, T: int, w: int) -> int:
+    """Scores the sliding-chunks algorithm writes to memory: B·H·n·(w/2)·w with n = ⌈T / (w/2)⌉.
+
+    It cuts the queries into n chunks of w/2 and scores each chunk against the w keys of its own and
+    the previous chunk in one batched matrix product: a (B, H, n, w/2, w) tensor, about B·H·T·w numbers
+    (twice the T·(w/2 + 1) scores the band needs), which the mask, the softmax and the product with V
+    then read and write again. A fused kernel keeps each block of scores in on-chip memory instead.
+    """
+    check_window(w)
+    if min(B, H, T) < 1:
+        raise ValueError(f"B, H and T must be positive, got B={B}, H={H}, T={T}")
+    half = min(w // 2, T)
+    return B * H * -(-T // half) * half * 2 * half
+
+
+# ------------------------------------------------------------ committed benchmark results
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def benchmark_results(name: str, results_dir: Path | str = RESULTS_DIR) -> str | None:
+    """The committed markdown results table ``benchmarks/results/<name>``, or None if not measured yet.
+
+    The book shows these next to the numbers it measures while building (the GPU table comes from
+    ``benchmarks/gpu_attention.py``, run on a GPU machine; the build itself stays on the CPU).
+    """
+    if "/" in name or not name.endswith(".md"):
+        raise ValueError(f"name must be a file name in benchmarks/results ending in .md, got {name!r}")
+    path = Path(results_dir) / name
+    return path.read_text() if path.is_file() else None
