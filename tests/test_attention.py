@@ -184,3 +184,28 @@ def test_benchmark_results(tmp_path):
     assert benchmark_results("gpu_attention.md", tmp_path) == "| T |\n"
     with pytest.raises(ValueError, match="ending in .md"):
         benchmark_results("../../etc/passwd")
+
+
+def test_results_tables_reads_the_committed_cpu_table_and_the_gpu_scripts_output():
+    import importlib.util
+    from pathlib import Path
+
+    from lec4.attention import benchmark_results, results_tables
+    cpu = results_tables(benchmark_results("hw_attention.md"))
+    assert [t[0] for t in cpu] == ["sliding_window_attention", "apply_rope (T = 4096, D = 128, B = 1, H = 8)"]
+    heading, header, rows = cpu[0]
+    assert header[:3] == ["T", "w", "sliding chunks ms"] and [r[:2] for r in rows][-1] == ["8192", "512"]
+    # the GPU script's table format, rendered by the script itself (with an out-of-memory row)
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("gpu_attention", root / "benchmarks" / "gpu_attention.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    ok = {"ms": 1.5, "peak_mib": 66.0}
+    rows = [{"T": 8192, "chunks": {"ms": 15.7, "peak_mib": 9900.0}, "flex": ok, "diff": 0.01},
+            {"T": 65536, "chunks": {"oom": "CUDA out of memory"}, "flex": ok}]
+    text = gpu.table(gpu.FULL, "cpu", 5, rows, {"elementwise": ok, "dense": ok, "diff": 0.0}, 1e-3, "cmd")
+    tables = results_tables(text)
+    assert tables[0][0] == "sliding_window_attention" and tables[0][2][1][:2] == ["65536", "out of memory"]
+    assert tables[0][2][0][5] == "10.5x"
+    with pytest.raises(ValueError, match="a row has 2 cells"):
+        results_tables("| a | b | c |\n|---|---|---|\n| 1 | 2 |\n")

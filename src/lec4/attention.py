@@ -269,3 +269,30 @@ def benchmark_results(name: str, results_dir: Path | str = RESULTS_DIR) -> str |
         raise ValueError(f"name must be a file name in benchmarks/results ending in .md, got {name!r}")
     path = Path(results_dir) / name
     return path.read_text() if path.is_file() else None
+
+
+def results_tables(text: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The tables of a markdown results file: (heading above the table, header cells, rows of cells).
+
+    For showing a committed table with :func:`lec4.display.table`; the notes around the tables
+    (machine, command) are in the text itself.
+    """
+    tables, heading, lines = [], "", text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        elif line.startswith("|") and i + 1 < len(lines) and set(lines[i + 1].strip()) <= set("|-: "):
+            header = [c.strip() for c in line.strip("|").split("|")]
+            rows, i = [], i + 2
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            bad = [r for r in rows if len(r) != len(header)]
+            if bad:
+                raise ValueError(f"table {heading!r}: a row has {len(bad[0])} cells, the header {len(header)}")
+            tables.append((heading, header, rows))
+            continue
+        i += 1
+    return tables
