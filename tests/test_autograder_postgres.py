@@ -1,43 +1,21 @@
 """The gradebook on a real PostgreSQL server (Debian's package), started here on a free port."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+sys.path.insert(0, str(ROOT / "tests"))
+from servers import postgres_server  # noqa: E402  (shared with tests/test_slurm.py)
 
 
 @pytest.fixture
-def postgres(tmp_path):
-    if PG_BIN is None or not (PG_BIN / "initdb").exists():
-        pytest.fail("PostgreSQL not installed: apt-get install postgresql (.ci/run does it)")
-    base = Path(tempfile.mkdtemp(prefix="pg-"))  # pytest's tmp_path is private to root
-    data = base / "data"
-    data.mkdir()
-    prefix = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        os.chmod(base, 0o755)
-        shutil.chown(data, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(prefix + [str(PG_BIN / "initdb"), "-D", str(data), "-U", "grader", "--auth=trust"],
-                   check=True, capture_output=True)
-    subprocess.run(prefix + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-w", "-o",
-                             f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
-    try:
-        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "grader", "lec4"], check=True)
-        yield f"postgresql+psycopg2://grader@127.0.0.1:{port}/lec4"
-    finally:
-        subprocess.run(prefix + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+def postgres():
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -1,0 +1,238 @@
+"""Real servers for the tests, started from temporary folders and stopped by PID.
+
+- :func:`postgres_server`: Debian's PostgreSQL on a free port (the shared gradebook).
+- :func:`slurm_cluster`: a one-node Slurm (munged, slurmctld, slurmd) with a generated
+  ``slurm.conf``; every client call passes ``SLURM_CONF`` so nothing system-wide is used.
+
+Both are context managers: whatever they start is stopped on exit and their folders are
+removed. A missing program or missing root is a test failure naming what to install.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+SLURM_PROGRAMS = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd",
+                  "sbatch": "slurm-client", "scontrol": "slurm-client", "scancel": "slurm-client"}
+SLURM_PACKAGES = "slurm-wlm munge"  # Debian packages; .ci/run installs them
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def postgres_server():
+    """Yield the SQLAlchemy URL of database ``lec4`` on a fresh PostgreSQL server (user grader)."""
+    if PG_BIN is None or not (PG_BIN / "initdb").exists():
+        pytest.fail("PostgreSQL not installed: apt-get install postgresql (.ci/run does it)")
+    base = Path(tempfile.mkdtemp(prefix="pg-"))  # pytest's tmp_path is private to root
+    data = base / "data"
+    data.mkdir()
+    prefix = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        os.chmod(base, 0o755)
+        shutil.chown(data, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    try:
+        subprocess.run(prefix + [str(PG_BIN / "initdb"), "-D", str(data), "-U", "grader", "--auth=trust"],
+                       check=True, capture_output=True)
+        subprocess.run(prefix + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-w", "-o",
+                                 f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True)
+        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "grader", "lec4"],
+                       check=True)
+        yield f"postgresql+psycopg2://grader@127.0.0.1:{port}/lec4"
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(prefix + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                           capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def slurm_missing() -> list[str]:
+    """What a one-node Slurm needs and this machine lacks (empty when all is there)."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root (slurmd runs jobs as their user and munged needs the munge account: run as root, "
+                       "as CI does)")
+    lacking = sorted({f"{prog} (package {pkg})" for prog, pkg in SLURM_PROGRAMS.items() if not shutil.which(prog)
+                      and not Path("/usr/sbin", prog).exists()})
+    if lacking:
+        missing.append("programs " + ", ".join(lacking) + f": apt-get install {SLURM_PACKAGES} (.ci/run does it)")
+    return missing
+
+
+def _program(name: str) -> str:
+    return shutil.which(name) or str(Path("/usr/sbin") / name)
+
+
+@dataclass
+class Slurm:
+    """A running one-node cluster: ``env`` carries SLURM_CONF for every client call."""
+
+    base: Path
+    env: dict
+
+    def run(self, *argv: str, check: bool = True) -> str:
+        """Run a Slurm client command (sbatch, scontrol, ...) against this cluster; its stdout."""
+        result = subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr.strip()}")
+        return result.stdout
+
+    def jobs(self, job_id: str) -> list[dict[str, str]]:
+        """``scontrol show job -o``: one dict per job (or array task) of ``job_id``."""
+        out = self.run("scontrol", "show", "job", "-o", job_id)
+        return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines() if line.strip()]
+
+    def wait(self, job_ids: list[str], timeout: float) -> None:
+        """Block until none of ``job_ids`` (or their array tasks) is pending or running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [j["JobState"] for jid in job_ids for j in self.jobs(jid)]
+            if states and all(s not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING") for s in states):
+                return
+            time.sleep(2)
+        raise TimeoutError(f"jobs {job_ids} still active after {timeout:.0f} s:\n"
+                           + self.run("squeue", "-a", check=False) + self.log_tail())
+
+    def log_tail(self) -> str:
+        return _logs(self.base)
+
+
+def _slurm_conf(base: Path, socket_path: Path) -> str:
+    node = socket.gethostname()
+    mem_mib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines()
+                       if l.startswith("MemTotal")).split()[1]) // 1024
+    return f"""# generated by tests/servers.py: one node, state and logs under {base}
+ClusterName=lec4test
+SlurmctldHost={node}(127.0.0.1)
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={socket_path}
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation={base}/state
+SlurmdSpoolDir={base}/spool
+SlurmctldPidFile={base}/slurmctld.pid
+SlurmdPidFile={base}/slurmd.pid
+SlurmctldLogFile={base}/slurmctld.log
+SlurmdLogFile={base}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+MpiDefault=none
+SwitchType=switch/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc={base}/jobcomp.txt
+ReturnToService=2
+MinJobAge=3600
+SchedulerParameters=sched_interval=2
+NodeName={node} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={int(mem_mib * 0.9)} State=UNKNOWN
+PartitionName=grading Nodes={node} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM by PID, then SIGKILL if it does not exit within 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextmanager
+def slurm_cluster():
+    """Start munged (as the munge user), slurmctld and slurmd; yield a :class:`Slurm`; stop all."""
+    missing = slurm_missing()
+    if missing:
+        pytest.fail("a real Slurm cannot be started here; missing: " + "; ".join(missing))
+    base = Path(tempfile.mkdtemp(prefix="slurm-"))
+    os.chmod(base, 0o755)  # munged (user munge) reaches its folder through this one
+    munge_dir = base / "munge"
+    munge_dir.mkdir()
+    munge_dir.chmod(0o711)  # munged: clients need execute permission on the socket's folder
+    key = munge_dir / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    for path in (munge_dir, key):
+        shutil.chown(path, "munge", "munge")
+    for sub in ("state", "spool"):
+        (base / sub).mkdir()
+    socket_path = munge_dir / "munge.socket"
+    conf = base / "slurm.conf"
+    conf.write_text(_slurm_conf(base, socket_path))
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    procs: list[subprocess.Popen] = []
+    slurm = Slurm(base, env)
+    try:
+        procs.append(subprocess.Popen(
+            [_program("munged"), "--foreground", f"--key-file={key}", f"--socket={socket_path}",
+             f"--pid-file={munge_dir}/munged.pid", f"--log-file={munge_dir}/munged.log",
+             f"--seed-file={munge_dir}/munged.seed"], user="munge", group="munge",
+            stdout=subprocess.DEVNULL, stderr=open(base / "munged.stderr", "wb")))
+        _wait_for(lambda: socket_path.exists(), 20, "munged socket", procs[-1], base=base)
+        procs.append(subprocess.Popen([_program("slurmctld"), "-D", "-c", "-f", str(conf)], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        procs.append(subprocess.Popen([_program("slurmd"), "-D", "-f", str(conf)], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=open(base / "munged.stderr", "wb")))
+        _wait_for(lambda: "idle" in slurm.run("sinfo", "-h", "-o", "%T", check=False), 60,
+                  "the node to be idle in sinfo", *procs[1:], base=base)
+        yield slurm
+    finally:
+        try:  # nothing of ours keeps running: cancel every job, wait for their steps to end
+            if len(procs) == 3 and procs[1].poll() is None:
+                slurm.run("scancel", "--full", "--partition=grading", check=False)
+                _wait_for(lambda: not slurm.run("squeue", "-h", check=False).strip(), 60, "jobs to end",
+                          raise_error=False)
+        finally:
+            for proc in reversed(procs):
+                _stop(proc)
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_for(ready, timeout: float, what: str, *procs: subprocess.Popen, base: Path | None = None,
+              raise_error: bool = True) -> None:
+    """Poll ``ready()`` until true; fail early (with the daemons' logs) if one of ``procs`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{Path(proc.args[0]).name} exited with status {proc.returncode} while "
+                                   f"waiting for {what}" + (_logs(base) if base else ""))
+        time.sleep(0.5)
+    if raise_error:
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what}" + (_logs(base) if base else ""))
+
+
+def _logs(base: Path) -> str:
+    """The ends of the daemons' logs, for error messages."""
+    names = ["munged.stderr", "munge/munged.log", "slurmctld.stderr", "slurmctld.log", "slurmd.stderr", "slurmd.log"]
+    return "".join(f"\n--- {name} ---\n" + (base / name).read_text(errors="replace")[-2500:]
+                   for name in names if (base / name).exists())
