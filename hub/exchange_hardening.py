@@ -14,6 +14,20 @@ from nbgrader.exchange.default.submit import ExchangeSubmit
 class PrivateSubmit(ExchangeSubmit):
     """`nbgrader submit` (and the Assignments panel's Submit) with private permissions."""
 
+    def do_copy(self, src, dest):
+        """Copy as nbgrader does, then give the submission folder back the inbound's
+        set-group-id (copytree copies the source folder's mode, which clears it), so that
+        timestamp.txt and submission_secret.txt, written next, also get the staff group."""
+        super().do_copy(src, dest)
+        if os.path.dirname(os.path.abspath(dest)) != os.path.abspath(self.inbound_path):
+            return  # the student's own cache copy
+        fresh = dest + ".private"
+        os.mkdir(fresh)  # a new folder in inbound inherits its group and set-group-id
+        for name in os.listdir(dest):
+            os.rename(os.path.join(dest, name), os.path.join(fresh, name))
+        os.rmdir(dest)
+        os.rename(fresh, dest)
+
     def copy_files(self):
         super().copy_files()
         dest = os.path.join(self.inbound_path, self.assignment_filename)

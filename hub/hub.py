@@ -12,7 +12,7 @@ What ``start`` sets up (idempotent; nothing a student or TA made is ever removed
   ``release`` creates ``COURSE/inbound`` 2733 so students cannot list submissions);
 * the staff's course folder ``STATE/course`` (group ``lec4-staff``, 2770): the instructor
   notebooks from ``solutions/``, generated (``python -m autograder generate``) into
-  ``assignments/`` and the gradebook;
+  ``assignments/`` and the gradebook; linked as ``~/lec4-course`` for instructor and TA;
 * JupyterHub (LocalProcessSpawner) on ``--port`` with configurable-http-proxy from
   ``hub/node_modules`` (``npm ci`` in ``hub/``). Students get ``hub/config/student``
   (Assignments panel; Formgrader and Create Assignment off), staff ``hub/config/staff``.
@@ -45,7 +45,9 @@ STATE = Path(os.environ.get("LEC4_HUB_STATE", HUB / "state")).resolve()
 STAFF_GROUP, STUDENT_GROUP = "lec4-staff", "lec4-students"
 USERS = {"instructor": STAFF_GROUP, "ta": STAFF_GROUP, "student1": STUDENT_GROUP, "student2": STUDENT_GROUP}
 ADMINS = {"instructor"}
-ACCOUNT_COMMENT = "lec4 course hub account"  # marks the users this script created
+ACCOUNT_COMMENT = "lec4 course hub account"
+INSTANCE_VAR = "LEC4_HUB_INSTANCE"  # in the environment of every process of one hub (its state folder)
+COURSE_LINK = "lec4-course"  # ~/lec4-course of instructor and TA -> the course folder  # marks the users this script created
 DEFAULT_PORT = 8000
 NODE_MAJOR = 20  # configurable-http-proxy 5.2 needs Node.js >= 20
 PROXY = HUB / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -197,6 +199,29 @@ def ensure_course(course: Path) -> None:
             os.chmod(path, 0o2770 if path.is_dir() else 0o660)
         _run(str(VENV_BIN / "python"), "-m", "autograder", "--course-root", str(course), "generate", source.name,
              user="instructor", cwd=ROOT)
+    for user, group in USERS.items():  # Formgrader wants the course inside the server's root (~)
+        if group == STAFF_GROUP:
+            link = Path(pwd.getpwnam(user).pw_dir) / COURSE_LINK
+            if link.is_symlink() or not link.exists():
+                link.unlink(missing_ok=True)
+                link.symlink_to(course)
+                os.lchown(link, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+    gradebook = course / "gradebook.db"
+    if gradebook.exists():
+        os.chmod(gradebook, 0o660)  # SQLite creates it 0644: the TA's autograde must write it too
+
+
+def role(user: str) -> str:
+    """``staff`` (instructor, TA) or ``student``."""
+    return "staff" if USERS[user] == STAFF_GROUP else "student"
+
+
+def user_environment(user: str, where: dict[str, Path], course: str) -> dict[str, str]:
+    """The environment of ``user``'s server and its terminals: which Jupyter config folder
+    (hub/config/student or hub/config/staff) and the course values those configs read."""
+    return {"JUPYTER_CONFIG_PATH": str(HUB / "config" / role(user)), "LEC4_COURSE_ID": course,
+            "LEC4_EXCHANGE": str(where["exchange"]), "LEC4_COURSE_ROOT": str(where["course"]),
+            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", INSTANCE_VAR: str(where["state"])}
 
 
 # ---------------------------------------------------------------- the hub process
@@ -204,7 +229,16 @@ def hub_environment(port: int, where: dict[str, Path]) -> dict[str, str]:
     """What hub/jupyterhub_config.py reads (it has no other source for these values)."""
     return {**os.environ, "LEC4_HUB_PORT": str(port), "LEC4_HUB_STATE": str(where["state"]),
             "LEC4_COURSE_ID": course_id(), "LEC4_HUB_PROXY": str(PROXY),
+            "LEC4_HUB_API_PORT": str(free_port()), "LEC4_PROXY_API_PORT": str(free_port()),
+            INSTANCE_VAR: str(where["state"]),
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+
+def free_port() -> int:
+    """A free local port for the hub's internal API and the proxy's API (two hubs may run)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -232,16 +266,16 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
             proc.wait()
 
 
-def leftover_processes() -> list[str]:
-    """Processes still running as one of the hub's users (there should be none after a stop)."""
-    uids = {pwd.getpwnam(u).pw_uid: u for u in USERS if _exists(u)}
+def leftover_processes(state: Path = STATE) -> list[str]:
+    """Processes of the hub with this state folder still running (the hub, proxy, users' servers
+    and kernels all carry LEC4_HUB_INSTANCE=state in their environment); none after a stop."""
+    mark = f"{INSTANCE_VAR}={state}".encode()
     found = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
             try:
-                uid = proc.stat().st_uid
-                if uid in uids:
-                    found.append(f"{proc.name} ({uids[uid]}: {(proc / 'cmdline').read_text().replace(chr(0), ' ')[:80]})")
+                if mark in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(f"{proc.name} ({(proc / 'cmdline').read_text().replace(chr(0), ' ')[:100]})")
             except OSError:
                 pass
     return found
@@ -305,9 +339,9 @@ def start(port: int) -> int:
         stop_process(proc)
         where["pid"].unlink(missing_ok=True)
         deadline = time.monotonic() + 15
-        while leftover_processes() and time.monotonic() < deadline:
+        while leftover_processes(where["state"]) and time.monotonic() < deadline:
             time.sleep(0.5)
-        left = leftover_processes()
+        left = leftover_processes(where["state"])
         print("stopped; nothing left running." if not left else f"warning: still running: {left}", flush=True)
 
 

@@ -22,6 +22,8 @@ venv_bin = Path(sys.executable).parent
 c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['LEC4_HUB_PORT']}"
 c.JupyterHub.db_url = f"sqlite:///{where['state'] / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(where["state"] / "jupyterhub_cookie_secret")
+c.JupyterHub.hub_port = int(os.environ["LEC4_HUB_API_PORT"])
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['LEC4_PROXY_API_PORT']}"
 c.ConfigurableHTTPProxy.command = [os.environ["LEC4_HUB_PROXY"]]
 c.ConfigurableHTTPProxy.pid_file = str(where["runtime"] / "proxy.pid")
 c.JupyterHub.cleanup_servers = True  # stopping the hub stops every user's server
@@ -43,14 +45,7 @@ c.Spawner.start_timeout = 120
 
 def role_config(spawner):
     """Students get hub/config/student, instructor and TA hub/config/staff; both learn the course."""
-    role = "staff" if course_hub.USERS[spawner.user.name] == course_hub.STAFF_GROUP else "student"
-    spawner.environment.update({
-        "JUPYTER_CONFIG_PATH": str(HUB / "config" / role),
-        "LEC4_COURSE_ID": os.environ["LEC4_COURSE_ID"],
-        "LEC4_EXCHANGE": str(where["exchange"]),
-        "LEC4_COURSE_ROOT": str(where["course"]),
-        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
-    })
+    spawner.environment.update(course_hub.user_environment(spawner.user.name, where, os.environ["LEC4_COURSE_ID"]))
 
 
 c.Spawner.pre_spawn_hook = role_config

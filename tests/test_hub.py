@@ -1,0 +1,493 @@
+"""The course in a real JupyterHub (hub/hub.py, what `make hub` runs), driven as its users
+would in headless Chromium (Playwright), each user in their own browser profile:
+
+1. the instructor releases hw-attention (the project's CLI, as OS user `instructor`) and sees it in Formgrader;
+2. student1 fetches it in the Assignments panel, fills apply_rope, runs all, validates, submits;
+3. student2 submits a partial solution, then from a notebook on their own server tries to list
+   the inbound folder, read student1's submission and overwrite it: all three are denied;
+4. the TA collects, autogrades and writes feedback (`python -m autograder ...`, as OS user `ta`)
+   and returns it with `nbgrader release_feedback`; student1 fetches and opens it;
+5. students have no Formgrader / Create Assignment (the instructor has both);
+6. the built book's launch button opens the chapter in student1's server through nbgitpuller,
+   from a local git clone of this repository.
+
+Needs root (OS users), Node.js and hub/node_modules (`make test` runs `npm ci` in hub/).
+Screenshots: artifacts/hub/. Step times are printed (pytest -s) and summarised in the README.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import ROOT
+from test_browser import CHROMIUM, FLAGS
+
+sys.path.insert(0, str(ROOT / "hub"))
+import hub as course_hub  # noqa: E402
+
+pytestmark = [pytest.mark.browser]
+ASSIGNMENT, NOTEBOOK = "hw-attention", "hw-attention.ipynb"
+SHOTS = ROOT / "artifacts" / "hub"
+PY = sys.executable
+TIMES: dict[str, float] = {}
+
+
+# ---------------------------------------------------------------- helpers
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def as_user(hub, user: str, *cmd: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command as one of the hub's OS users, in the environment of a terminal of their server."""
+    home = pwd.getpwnam(user).pw_dir
+    env = course_hub.user_environment(user, hub, course_hub.course_id())
+    argv = ["runuser", "-u", user, "--", "env", f"HOME={home}", *(f"{k}={v}" for k, v in env.items()),
+            "sh", "-c", 'umask 002; exec "$@"', "sh", *cmd]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def solution_source(grade_id: str) -> str:
+    """The instructor's code of one solution cell, as a student who got it right would write it."""
+    nb = nbformat.read(ROOT / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    lines = [l for l in cell.source.splitlines() if "### BEGIN SOLUTION" not in l and "### END SOLUTION" not in l]
+    return "\n".join(lines)
+
+
+def points(prefix: str) -> float:
+    """Points of the graded cells of one task, from the instructor notebook's nbgrader metadata."""
+    nb = nbformat.read(ROOT / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    return sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells
+               if c.metadata.get("nbgrader", {}).get("grade") and
+               c.metadata["nbgrader"]["grade_id"].startswith(prefix))
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+class timed:
+    """Record the wall time of one step of the loop into TIMES."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self.start = time.monotonic()
+
+    def __exit__(self, *exc):
+        TIMES[self.name] = time.monotonic() - self.start
+        print(f"[hub] {self.name}: {TIMES[self.name]:.1f} s", flush=True)
+
+
+# ---------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def hub():
+    """A hub from hub/hub.py on a free port with its own state folder; stopped like Ctrl-C."""
+    if os.geteuid() != 0:
+        pytest.fail("the hub test needs root (it creates the OS users instructor, ta, student1, student2)")
+    if not course_hub.PROXY.exists():
+        pytest.fail("hub/node_modules missing: run `npm ci --prefix hub` (make test does)")
+    state = Path(tempfile.mkdtemp(prefix="lec4-hub-"))
+    os.chmod(state, 0o755)
+    # earlier runs' work of these test accounts is moved aside, never deleted
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for user in course_hub.USERS:
+        try:
+            home = Path(pwd.getpwnam(user).pw_dir)
+        except KeyError:
+            continue
+        for name in (ASSIGNMENT, "lecture4-book", "probe.ipynb", ".local/share/jupyter/nbgrader_cache"):
+            if (home / name).exists():
+                (home / f"before-hub-test-{stamp}").mkdir(exist_ok=True)
+                shutil.move(str(home / name), str(home / f"before-hub-test-{stamp}" / Path(name).name))
+    port = free_port()
+    env = {**os.environ, "LEC4_HUB_STATE": str(state)}
+    start = time.monotonic()
+    proc = subprocess.Popen([PY, str(ROOT / "hub" / "hub.py"), "start", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    banner = []
+    for line in proc.stdout:
+        banner.append(line)
+        if line.startswith("Stop with"):
+            break
+    text = "".join(banner)
+    if proc.poll() is not None or "is up at" not in text:
+        proc.wait(10)
+        pytest.fail(f"the hub did not start:\n{text}{proc.stdout.read()}")
+    TIMES["hub start"] = time.monotonic() - start
+    where = course_hub.paths(state)
+    passwords = json.loads(where["accounts"].read_text())
+    for user, password in passwords.items():  # the banner shows every account with its password
+        assert re.search(rf"^\s+{user}\s+.*\s{re.escape(password)}$", text, re.M), text
+    url = f"http://127.0.0.1:{port}"
+    assert url in text
+    yield {"url": url, "passwords": passwords, "state": state, **where}
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in `make hub` sends
+    rest = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 0, rest
+    assert "nothing left running" in rest, rest
+    assert not course_hub.leftover_processes(state)
+    with socket.socket() as sock:  # the port is free again
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+    shutil.rmtree(state)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium not found: install Debian's chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def login(chromium, hub, user: str):
+    """A fresh browser context (its own cookies) logged in as ``user`` through the hub's login form."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{hub['url']}/hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", hub["passwords"][user])
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=120_000)
+    page.locator(".jp-LabShell").wait_for()
+    page.locator(".jp-DirListing-content").wait_for()
+    return context, page
+
+
+def api(page, hub, user: str, method: str, path: str, data=None):
+    """Call the user's Jupyter server REST API from their browser session (cookies + XSRF)."""
+    xsrf = next((c["value"] for c in page.context.cookies(f"{hub['url']}/user/{user}/") if c["name"] == "_xsrf"), "")
+    reply = page.request.fetch(f"{hub['url']}/user/{user}/api/{path}", method=method,
+                               headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+                               data=json.dumps(data) if data is not None else None)
+    assert reply.ok, f"{method} {path}: {reply.status} {reply.text()[:500]}"
+    return reply.json() if reply.text() else None
+
+
+def open_assignments(page):
+    page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
+    panel = page.locator("#nbgrader-assignment-list")
+    panel.wait_for()
+    return panel
+
+
+def fetch_and_fill(page, hub, user: str, grade_id: str):
+    """Assignments panel -> Fetch; then fill one solution cell of the fetched notebook."""
+    panel = open_assignments(page)
+    panel.get_by_role("button", name="Fetch", exact=True).click()
+    panel.locator("#fetched_assignments_list").get_by_text(ASSIGNMENT).first.wait_for()
+    home = Path(pwd.getpwnam(user).pw_dir)
+    assert (home / ASSIGNMENT / NOTEBOOK).exists()
+    model = api(page, hub, user, "GET", f"contents/{ASSIGNMENT}/{NOTEBOOK}")
+    cells = model["content"]["cells"]
+    cell = next(c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+    assert "NotImplementedError" in "".join(cell["source"])  # the release holds no solution
+    cell["source"] = solution_source(grade_id)
+    api(page, hub, user, "PUT", f"contents/{ASSIGNMENT}/{NOTEBOOK}",
+        {"type": "notebook", "format": "json", "content": model["content"]})
+    return panel
+
+
+def submit(page, panel, user: str) -> None:
+    panel.get_by_role("button", name="Submit", exact=True).first.click()
+    panel.locator("#submitted_assignments_list").get_by_text(ASSIGNMENT).first.wait_for()
+
+
+def run_notebook(page, path: str) -> None:
+    """Open a notebook in JupyterLab and run all its cells; wait until the kernel is idle."""
+    page.goto(page.url.split("/lab")[0] + f"/lab/tree/{path}")
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=120_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    page.wait_for_timeout(1000)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=300_000)
+
+
+def submission_of(hub, student: str) -> Path:
+    inbound = hub["exchange"] / course_hub.course_id() / "inbound"
+    found = sorted(inbound.glob(f"{student}+{ASSIGNMENT}+*"))
+    assert len(found) == 1, f"{student}: submissions in the exchange {found}"
+    return found[0]
+
+
+def tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- the loop
+def test_course_loop_in_jupyterhub(hub, chromium, tmp_path, request):
+    loop_start = time.monotonic()
+    course, exchange = hub["course"], hub["exchange"]
+    cli = [PY, "-m", "autograder", "--course-root", str(course), "--exchange", str(exchange)]
+
+    # 1. instructor releases (CLI) and sees it released in Formgrader
+    with timed("1 instructor releases, sees it in Formgrader"):
+        r = as_user(hub, "instructor", *cli, "release", ASSIGNMENT)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (exchange / course_hub.course_id() / "outbound" / ASSIGNMENT / NOTEBOOK).exists()
+        instructor_ctx, instructor = login(chromium, hub, "instructor")
+        instructor.goto(f"{hub['url']}/user/instructor/formgrader/manage_assignments")
+        row = instructor.locator("tr", has_text=ASSIGNMENT).first
+        row.wait_for()
+        assert "released" in row.inner_text(), row.inner_text()  # the Status column
+        assert "draft" in instructor.locator("tr", has_text="hw-conv").first.inner_text()  # not released
+        shot(instructor, "1-formgrader-released")
+
+    # 2. student1: fetch, fill apply_rope, run all, validate, submit
+    with timed("2 student1 fetches, fills, validates, submits"):
+        s1_ctx, s1 = login(chromium, hub, "student1")
+        fetch_and_fill(s1, hub, "student1", "apply_rope")
+        run_notebook(s1, f"{ASSIGNMENT}/{NOTEBOOK}")
+        outputs = s1.locator(".jp-OutputArea-output").all_inner_texts()
+        assert not any("apply_rope" in o and "Error" in o for o in outputs[:6]), outputs[:6]
+        s1.get_by_role("button", name="Validate").first.click()
+        dialog = s1.locator(".jp-Dialog", has_text="Validation Results")
+        dialog.wait_for(timeout=300_000)
+        report = dialog.inner_text()
+        shot(s1, "2-student1-validate")
+        # apply_rope done, the two other tasks still raise NotImplementedError
+        assert "NotImplementedError" in report and "gqa_attention" in report, report
+        dialog.get_by_role("button", name="Ok").click()
+        panel = open_assignments(s1)
+        submit(s1, panel, "student1")
+        shot(s1, "2-student1-submitted")
+        s1_submission = submission_of(hub, "student1")
+        s1_digest = tree_digest(s1_submission)
+
+    # 3. student2 submits a partial solution, then tries to read/overwrite student1's submission
+    with timed("3 student2 submits, is denied student1's submission"):
+        s2_ctx, s2 = login(chromium, hub, "student2")
+        panel = fetch_and_fill(s2, hub, "student2", "gqa_attention")
+        submit(s2, panel, "student2")
+        target = s1_submission / NOTEBOOK
+        probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+            "import os\n"
+            f"inbound, target = {str(s1_submission.parent)!r}, {str(target)!r}\n"
+            "for what, attempt in [('list', lambda: os.listdir(inbound)),\n"
+            "                      ('read', lambda: open(target).read()),\n"
+            "                      ('overwrite', lambda: open(target, 'w').write('{}')),\n"
+            "                      ('replace', lambda: os.replace(target, target + '.x'))]:\n"
+            "    try:\n"
+            "        attempt()\n"
+            "        print(what, 'ALLOWED')\n"
+            "    except OSError as err:\n"
+            "        print(what, 'DENIED', type(err).__name__)\n")])
+        probe.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        api(s2, hub, "student2", "PUT", "contents/probe.ipynb",
+            {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(probe))})
+        run_notebook(s2, "probe.ipynb")
+        out = s2.locator(".jp-OutputArea-output").first
+        out.wait_for()
+        printed = out.inner_text()
+        shot(s2, "3-student2-denied")
+        for what in ("list", "read", "overwrite", "replace"):
+            assert f"{what} DENIED PermissionError" in printed, printed
+        assert "ALLOWED" not in printed, printed
+        assert tree_digest(s1_submission) == s1_digest  # student1's submission is untouched
+
+    # 4. TA: collect, autograde, feedback, release feedback; student1 fetches and opens it
+    with timed("4 TA grades and returns feedback, student1 reads it"):
+        for args in (["collect", ASSIGNMENT], ["autograde", ASSIGNMENT, "--workers", "2"], ["feedback", ASSIGNMENT]):
+            r = as_user(hub, "ta", *cli, *args)
+            assert r.returncode == 0, f"{args}: {r.stdout[-3000:]}{r.stderr[-3000:]}"
+        # `python -m autograder release-feedback` is not in main yet: nbgrader's own command
+        r = as_user(hub, "ta", PY, "-m", "nbgrader", "release_feedback", ASSIGNMENT, f"--CourseDirectory.root={course}",
+                    f"--Exchange.root={exchange}", f"--CourseDirectory.course_id={course_hub.course_id()}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        from nbgrader.api import Gradebook
+
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_hub.course_id()) as gb:
+            s1_score = gb.find_submission(ASSIGNMENT, "student1").score
+            s2_score = gb.find_submission(ASSIGNMENT, "student2").score
+        assert s1_score == points("rope_"), (s1_score, points("rope_"))  # unaffected by student2
+        assert s2_score == points("gqa_"), (s2_score, points("gqa_"))
+        collected = course / "submitted" / "student1" / ASSIGNMENT / NOTEBOOK
+        assert collected.read_bytes() == (s1_submission / NOTEBOOK).read_bytes()  # graded what student1 sent
+
+        panel = open_assignments(s1)
+        panel.get_by_role("button", name="Fetch Feedback").first.click()
+        view = panel.get_by_text("(view feedback)").first
+        view.wait_for(timeout=60_000)
+        view.click()
+        html_file = next(Path(pwd.getpwnam("student1").pw_dir, ASSIGNMENT, "feedback").glob(f"*/{ASSIGNMENT}.html"))
+        s1.locator(".jp-DirListing-item", has_text=html_file.name).first.wait_for()
+        shot(s1, "4-student1-feedback-folder")
+        page = s1_ctx.new_page()
+        external: list[str] = []
+        page.on("request", lambda req: external.append(req.url) if not req.url.startswith(hub["url"]) else None)
+        rel = html_file.relative_to(pwd.getpwnam("student1").pw_dir)
+        page.goto(f"{hub['url']}/user/student1/files/{rel}", wait_until="networkidle")
+        text = page.inner_text("body")
+        shot(page, "4-student1-feedback")
+        assert f"{s1_score:g}" in text and "apply_rope" in text, text[:2000]
+        assert re.search(r"PASS", text) and re.search(r"FAIL", text), text[:3000]  # hidden-check hints
+        hidden = (ROOT / "autograder" / "suites" / "hw_attention.py").read_text()
+        leaked = [l.strip() for l in hidden.splitlines() if len(l.strip()) > 40 and l.strip() in text]
+        assert not leaked, f"hidden test source in the feedback: {leaked[:3]}"
+        assert not external, f"the feedback page loads from outside the hub: {external[:5]}"
+        page.close()
+
+    # 5. students see neither Formgrader nor Create Assignment; the instructor sees both
+    with timed("5 no Formgrader or Create Assignment for students"):
+        def nbgrader_menu(page) -> str:
+            page.goto(page.url.split("/lab")[0] + "/lab")
+            page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+            items = page.locator(".lm-Menu-content").first.inner_text()
+            page.keyboard.press("Escape")
+            return items
+
+        staff_menu = nbgrader_menu(instructor)
+        assert "Formgrader" in staff_menu, staff_menu
+        student_menu = nbgrader_menu(s1)
+        shot(s1, "5-student-menu")
+        assert "Assignment List" in student_menu and "Formgrader" not in student_menu, student_menu
+        reply = s1.request.get(f"{hub['url']}/user/student1/formgrader")
+        assert reply.status == 404, f"student1's formgrader answered {reply.status}"
+        reply = instructor.request.get(f"{hub['url']}/user/instructor/formgrader")
+        assert reply.status == 200, f"instructor's formgrader answered {reply.status}"
+        # Create Assignment: the command-palette entry exists only where the plugin is on
+        assert command_exists(instructor, "Create assignment") and not command_exists(s1, "Create assignment")
+
+    # 6. the built book's launch button opens the chapter in student1's server (nbgitpuller, local repo)
+    with timed("6 launch button -> nbgitpuller -> chapter in JupyterLab"):
+        built_book = request.getfixturevalue("built_book")  # here, so steps 1-5 do not wait for a clean build
+        repo = hub["state"] / "git" / "cmu-10423" / "lecture4-book"
+        subprocess.run(["git", "clone", "--quiet", "--branch", "main", str(ROOT), str(repo)], check=True)
+        book = tmp_path / "book"
+        shutil.copytree(built_book.parents[1], book, ignore=shutil.ignore_patterns("html", "jupyter_execute"))
+        config = yaml.safe_load((book / "_config.yml").read_text())
+        config["launch_buttons"]["jupyterhub_url"] = hub["url"]
+        config["repository"]["url"] = f"file://{repo}"
+        config["sphinx"]["config"].setdefault("html_theme_options", {})["repository_provider"] = "github"
+        (book / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        r = subprocess.run([PY, str(ROOT / "tools" / "build_book.py"), str(book)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        page = s1_ctx.new_page()
+        page.goto((book / "_build" / "html" / "modern_transformers.html").as_uri())
+        link = page.locator("a[href*='/hub/user-redirect/git-pull']").first
+        href = link.get_attribute("href")
+        assert href.startswith(hub["url"]) and "lecture4-book" in href, href
+        page.locator(".dropdown-launch-buttons button").first.click()
+        link.click()
+        page.wait_for_url(re.compile(r"/user/student1/lab/tree/lecture4-book/book/modern_transformers"),
+                          timeout=180_000)
+        tab = page.locator(".lm-TabBar-tab", has_text="modern_transformers")
+        tab.first.wait_for()
+        page.get_by_text("Modern Transformers").first.wait_for()
+        shot(page, "6-launch-button-chapter")
+        pulled = Path(pwd.getpwnam("student1").pw_dir, "lecture4-book", "book", "modern_transformers.md")
+        committed = subprocess.run(["git", "show", "HEAD:book/modern_transformers.md"], cwd=ROOT,
+                                   capture_output=True, check=True).stdout
+        assert pulled.read_bytes() == committed
+
+    TIMES["whole loop"] = time.monotonic() - loop_start
+    print("[hub] times: " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMES.items()), flush=True)
+    for context in (instructor_ctx, s1_ctx, s2_ctx):
+        context.close()
+
+
+def command_exists(page, label: str) -> bool:
+    """Whether JupyterLab's command palette offers ``label`` (a disabled plugin adds no command)."""
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".lm-CommandPalette-input").first
+    palette.wait_for()
+    palette.fill(label)
+    page.wait_for_timeout(500)
+    found = page.locator(".lm-CommandPalette-itemLabel", has_text=label).count() > 0
+    page.keyboard.press("Escape")
+    return found
+
+
+def test_clear_errors_for_not_root_port_taken_missing_node(hub, tmp_path):
+    """`make hub` refuses with a message naming the fix (the hub fixture made the venv reachable)."""
+    start = [PY, str(ROOT / "hub" / "hub.py"), "start"]
+    env = {**os.environ, "LEC4_HUB_STATE": str(tmp_path / "state")}
+    r = subprocess.run(["runuser", "-u", "nobody", "--", *start], cwd="/", env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "needs root" in r.stderr and "sudo make hub" in r.stderr, r.stderr
+    assert "create the OS users" in r.stderr and "LocalProcessSpawner" in r.stderr, r.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([*start, "--port", str(port)], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and f"port {port} is already in use" in r.stderr, r.stderr
+    assert f"HUB_PORT={port + 1}" in r.stderr, r.stderr
+    no_node = {**env, "PATH": str(Path(PY).parent)}  # the venv only: no node on PATH
+    r = subprocess.run([*start, "--port", str(free_port())], env=no_node, capture_output=True, text=True)
+    assert r.returncode != 0 and "Node.js not found" in r.stderr and "apt-get install nodejs" in r.stderr, r.stderr
+    assert not (tmp_path / "state").exists()  # refused before touching anything
+
+
+# ---------------------------------------------------------------- configured URLs (no hub needed)
+def book_config() -> dict:
+    return yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+
+
+def test_release_notebooks_link_to_the_published_site():
+    """Links to the book in the notebooks students fetch go to the published site (html.baseurl),
+    never to a relative path (dead once fetched), and name pages the book has."""
+    baseurl = book_config()["html"]["baseurl"]
+    assert baseurl.startswith("https://"), f"book/_config.yml html.baseurl {baseurl!r}: the published site's URL"
+    checked = []
+    for path in sorted([*ROOT.glob("solutions/*/*.ipynb"), *ROOT.glob("assignments/*/*.ipynb")]):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "markdown":
+                continue
+            for target in re.findall(r"\]\(([^)\s]+)\)", cell.source):
+                if target.startswith(("http://", "https://")) and not target.startswith(baseurl):
+                    continue  # some other site
+                assert target.startswith(baseurl), f"{path.relative_to(ROOT)}: link {target!r} is not on {baseurl}"
+                page = target[len(baseurl):].split("#")[0]
+                assert page.endswith(".html") and (ROOT / "book" / page.replace(".html", ".md")).exists(), \
+                    f"{path.relative_to(ROOT)}: {target!r} names no page of book/"
+                checked.append(target)
+    assert len(checked) >= 2, f"expected the book link in solutions/ and assignments/, found {checked}"
+
+
+def test_placeholder_hosts_are_reported_at_build_time(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_book
+
+    book = tmp_path / "book"
+    book.mkdir()
+    config = book_config()
+    config["launch_buttons"]["jupyterhub_url"] = "https://hub.example.edu"
+    config["html"]["baseurl"] = "https://www.example.org/book/"
+    (book / "_config.yml").write_text(yaml.safe_dump(config))
+    assert len(build_book.placeholder_urls(book)) == 2
+    config["launch_buttons"]["jupyterhub_url"] = "https://hub.cs.cmu.edu"
+    config["html"]["baseurl"] = "https://cmu-10423.github.io/lecture4-book/"
+    (book / "_config.yml").write_text(yaml.safe_dump(config))
+    assert build_book.placeholder_urls(book) == []
