@@ -15,6 +15,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
+PLACEHOLDER_HOSTS = ("example.edu", "example.com", "example.org", "example.net")
+
+
+def placeholder_urls(book: Path) -> list[str]:
+    """The book's configured URLs (hub of the launch buttons, published site) on a placeholder host."""
+    from urllib.parse import urlparse
+
+    import yaml
+
+    config = yaml.safe_load((book / "_config.yml").read_text())
+    urls = {"launch_buttons.jupyterhub_url": (config.get("launch_buttons") or {}).get("jupyterhub_url") or "",
+            "html.baseurl": (config.get("html") or {}).get("baseurl") or ""}
+    found = []
+    for key, url in urls.items():
+        host = urlparse(url).hostname or ""
+        if any(host == h or host.endswith("." + h) for h in PLACEHOLDER_HOSTS):
+            found.append(f"{key} = {url}")
+    return found
 
 
 def install_mathjax(book: Path) -> None:
@@ -43,6 +61,9 @@ def build(book: Path = BOOK) -> Path:
         sys.exit("error: the book failed to build: see the page and cell named above "
                  f"(execution logs: {book}/_build/html/reports/)")
     html = book / "_build" / "html" / "index.html"
+    for entry in placeholder_urls(book):
+        print(f"warning: {book.name}/_config.yml: {entry} is a placeholder host; set the real one "
+              "before publishing (launch buttons / links to the site would lead nowhere)", file=sys.stderr)
     print(f"\nBook built in {time.perf_counter() - start:.1f} s. Open {html}")
     return html
 
