@@ -25,8 +25,18 @@ def built_book(tmp_path_factory) -> Path:
     Built once per test run: under pytest-xdist the workers share one build through a lock
     in the run's common temp folder (`make test` distributes by file, so test_book.py and
     test_browser.py may land on different workers).
+
+    ``LEC4_BUILT_BOOK=book/_build/html`` tests a site already built by ``make book``
+    instead (for iterating on the site; CI always builds from clean).
     """
     from filelock import FileLock
+
+    prebuilt = os.environ.get("LEC4_BUILT_BOOK")
+    if prebuilt:
+        html = Path(prebuilt).resolve()
+        if not (html / "index.html").exists():
+            pytest.fail(f"LEC4_BUILT_BOOK={prebuilt}: no index.html there; run `make book` first")
+        return html
 
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -37,7 +47,7 @@ def built_book(tmp_path_factory) -> Path:
         if failure.exists():
             pytest.fail(failure.read_text())
         if not (book / "_build" / "html" / "index.html").exists():
-            shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "_mathjax"),
+            shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build"),
                             dirs_exist_ok=True)
             result = subprocess.run([sys.executable, str(ROOT / "tools" / "build_book.py"), str(book)],
                                     capture_output=True, text=True)

@@ -1,6 +1,8 @@
 """The book builds from clean, executes every page without error and has every page."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -31,10 +33,29 @@ def test_no_execution_reports(built_book):
 
 
 def test_math_renders_from_local_mathjax(built_book):
-    assert (built_book / "mathjax" / "MathJax.js").exists(), "MathJax was not published with the site"
+    """MathJax 3 is published with the site and every page loads it, and nothing else, locally."""
+    assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax was not published with the site"
+    assert (built_book / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir(), \
+        "MathJax's fonts were not published with the site"
     for page in CHAPTERS:
         text = (built_book / f"{page}.html").read_text()
-        assert "cdn.jsdelivr.net" not in text and "cdnjs" not in text, f"{page} loads MathJax from a CDN"
+        # what the browser fetches: scripts, and linked resources other than navigation links
+        loaded_links = [tag for tag in re.findall(r"<link[^>]*>", text)
+                        if not re.search(r'rel="(canonical|alternate|next|prev|index|search)"', tag)]
+        sources = (re.findall(r'<script[^>]*\bsrc="([^"]+)"', text)
+                   + [m for tag in loaded_links for m in re.findall(r'\bhref="([^"]+)"', tag)])
+
+        assert "_static/mathjax/tex-chtml.js" in sources, f"{page} does not load the local MathJax"
+        remote = [s for s in sources if re.match(r"(https?:)?//", s)]
+        assert not remote, f"{page} loads scripts or styles from another host: {remote}"
+
+
+def test_no_progress_widgets_or_timing_noise(built_book):
+    """Saved outputs are what a reader needs: no tqdm widgets, no "page executed in N s" cells."""
+    for page in CHAPTERS:
+        text = (built_book / f"{page}.html").read_text()
+        assert "application/vnd.jupyter.widget" not in text, f"{page}: a progress-bar widget was saved"
+        assert not re.search(r"executed in \d", text), f"{page}: a cell reports the page's execution time"
 
 
 def test_download_and_launch_buttons(built_book):

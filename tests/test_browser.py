@@ -1,10 +1,20 @@
-"""The built site in a real browser (headless Chromium from Debian, driven by Playwright):
-every page renders with its figures, no broken images, no console errors. Screenshots go
-to artifacts/screenshots/ (gitignored)."""
+"""The built site in a real browser (headless Chromium from Debian, driven by Playwright),
+every page in the light and the dark theme, as a reader sees it:
+
+- it loads with its figures, no broken image, no console error, no failed request and no
+  request to any host but the site's own (everything offline, no CDN);
+- every formula is typeset by MathJax (as many typeset containers as ``span.math`` /
+  ``div.math`` elements, no MathJax error) and no raw TeX is left in the visible text;
+- nothing is wider than the text column (no sideways-scrolling table, code or output);
+- every piece of text is legible: WCAG AA contrast (4.5:1) against its actual background.
+
+Full-page screenshots go to artifacts/screenshots/PAGE-THEME.png (gitignored).
+"""
 from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import tempfile
 import threading
@@ -19,6 +29,13 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 SHOTS = ROOT / "artifacts" / "screenshots"
+THEMES = ["light", "dark"]
+MIN_CONTRAST = 4.5  # WCAG 2 AA for body text
+# raw TeX that a reader must never see: delimiters, and any \command
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]+|\^\{|_\{")
+# a subscript written in prose (q_t, h_kv, θ_i): it belongs in math or in words
+PROSE_SUBSCRIPT = re.compile(r"(?<![\w/.-])[A-Za-zθ]_[A-Za-z0-9]{1,3}\b")
+PAGES = [(page, theme) for page in CHAPTERS for theme in THEMES]
 
 
 @pytest.fixture(scope="module")
@@ -47,32 +64,158 @@ def browser():
         context.close()
 
 
-@pytest.mark.parametrize("page_name", CHAPTERS)
-def test_page_renders_without_errors(browser, site_url, page_name):
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    failed: list[str] = []
-    page.on("requestfailed", lambda req: failed.append(req.url))
-    response = page.goto(f"{site_url}/{page_name}.html", wait_until="networkidle")
-    assert response is not None and response.ok, f"{page_name}: HTTP {response and response.status}"
-    assert page.locator("article h1").count() >= 1, f"{page_name}: no title rendered"
+class LoadedPage:
+    """A page opened in one theme, with everything the browser reported while loading it."""
+
+    def __init__(self, browser, site_url: str, name: str, theme: str):
+        self.name, self.theme, self.site_url = name, theme, site_url
+        self.errors: list[str] = []
+        self.failed: list[str] = []
+        self.requests: list[str] = []
+        page = browser.new_page()
+        # pydata-sphinx-theme reads the reader's choice from localStorage before it paints
+        page.add_init_script(f"localStorage.setItem('mode', '{theme}'); localStorage.setItem('theme', '{theme}');")
+        page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("request", lambda req: self.requests.append(req.url))
+        page.on("requestfailed", lambda req: self.failed.append(f"{req.url} ({req.failure})"))
+        page.on("response", lambda r: self.failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
+        self.response = page.goto(f"{site_url}/{name}.html", wait_until="networkidle")
+        self.page = page
+        self.where = f"{name} ({theme} theme)"
+
+    def wait_for_math(self) -> None:
+        """Wait until MathJax 3 has typeset the page; fail clearly if MathJax never started."""
+        try:
+            self.page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                                        timeout=20000)
+        except Exception:
+            n = self.page.evaluate("() => document.querySelectorAll('span.math, div.math').length")
+            raw = len(RAW_TEX.findall(visible_prose(self)))
+            pytest.fail(f"{self.where}: MathJax 3 never started (no MathJax script loaded, or it failed): "
+                        f"0 of {n} formulas typeset, raw TeX visible {raw} times")
+
+        self.page.evaluate("() => MathJax.startup.promise")
+
+
+@pytest.fixture(params=PAGES, ids=[f"{p}-{t}" for p, t in PAGES])
+def loaded(request, browser, site_url):
+    page_name, theme = request.param
+    loaded = LoadedPage(browser, site_url, page_name, theme)
+    yield loaded
+    loaded.page.close()
+
+
+def test_page_loads_offline_without_errors(loaded):
+    page = loaded.page
+    assert loaded.response is not None and loaded.response.ok, \
+        f"{loaded.where}: HTTP {loaded.response and loaded.response.status}"
+    assert page.evaluate("() => document.documentElement.dataset.theme") == loaded.theme, \
+        f"{loaded.where}: the theme was not applied"
+    assert page.locator("article h1").count() >= 1, f"{loaded.where}: no title rendered"
     broken = page.evaluate("""() => Array.from(document.images)
         .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.src)""")
-    assert not broken, f"{page_name}: broken images {broken}"
-    if page_name != "intro":
-        figures = page.evaluate("() => document.querySelectorAll('.cell_output img').length")
-        assert figures >= 1, f"{page_name}: no figure produced by an executed cell"
-    if page.evaluate("() => document.querySelector('script[src*=\"MathJax.js\"]') !== null"):
-        page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0",
-                               timeout=20000)
-        unrendered = page.evaluate("""() => Array.from(document.querySelectorAll('span.math, div.math'))
-            .filter(el => !el.querySelector('.MathJax, .MathJax_Display, .MathJax_CHTML, .MathJax_SVG')).length""")
-        assert unrendered == 0, f"{page_name}: {unrendered} formulas not typeset by MathJax"
-    local_failures = [u for u in failed if u.startswith(site_url)]
-    assert not local_failures, f"{page_name}: failed requests {local_failures}"
-    assert not errors, f"{page_name}: console errors {errors}"
+    assert not broken, f"{loaded.where}: broken images {broken}"
+    figures = page.evaluate("() => document.querySelectorAll('.cell_output img').length")
+    assert figures >= (0 if loaded.name == "intro" else 1), f"{loaded.where}: no figure from an executed cell"
+    loaded.wait_for_math()
+    foreign = [u for u in loaded.requests if not (u.startswith(loaded.site_url + "/") or u.startswith("data:"))]
+    assert not foreign, f"{loaded.where}: requests leave the machine: {foreign}"
+    assert not loaded.failed, f"{loaded.where}: failed requests {loaded.failed}"
+    assert not loaded.errors, f"{loaded.where}: console errors {loaded.errors}"
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{page_name}.png"), full_page=False)
-    page.close()
+    page.screenshot(path=str(SHOTS / f"{loaded.name}-{loaded.theme}.png"), full_page=True)
+
+
+def test_every_formula_is_typeset(loaded):
+    loaded.wait_for_math()
+    counts = loaded.page.evaluate("""() => {
+        const math = Array.from(document.querySelectorAll('span.math, div.math'));
+        return {math: math.length,
+                typeset: math.filter(el => el.querySelector('mjx-container')).length,
+                errors: Array.from(document.querySelectorAll('mjx-merror'))
+                             .map(el => el.getAttribute('data-mjx-error') || el.textContent).slice(0, 5)};
+    }""")
+    assert counts["math"] >= (0 if loaded.name == "intro" else 5), f"{loaded.where}: formulas missing: {counts}"
+    assert counts["typeset"] == counts["math"], \
+        f"{loaded.where}: {counts['math'] - counts['typeset']} of {counts['math']} formulas not typeset"
+    assert not counts["errors"], f"{loaded.where}: MathJax could not typeset {counts['errors']}"
+
+
+def visible_prose(loaded) -> str:
+    """The article's text as the reader sees it, without code, typeset math and scripts."""
+    return loaded.page.evaluate("""() => {
+        const article = document.querySelector('article').cloneNode(true);
+        article.querySelectorAll('pre, code, mjx-container, script, style, .highlight, .headerlink')
+               .forEach(el => el.remove());
+        return article.textContent;
+    }""")
+
+
+def test_no_raw_tex_in_visible_text(loaded):
+    loaded.wait_for_math()
+    text = visible_prose(loaded)
+    context = [text[max(m.start() - 40, 0):m.end() + 20].replace("\n", " ") for m in RAW_TEX.finditer(text)]
+    assert not context, f"{loaded.where}: raw TeX visible ({len(context)}x), e.g. {context[:4]}"
+    subscripts = [text[max(m.start() - 30, 0):m.end() + 10].replace("\n", " ")
+                  for m in PROSE_SUBSCRIPT.finditer(text)]
+    assert not subscripts, f"{loaded.where}: subscripts written outside math: {subscripts[:6]}"
+
+
+def test_nothing_wider_than_the_text_column(loaded):
+    loaded.wait_for_math()
+    wide = loaded.page.evaluate("""() => {
+        const column = document.querySelector('article.bd-article');
+        const right = column.getBoundingClientRect().right + 1;
+        const out = [];
+        // tables, code, printed outputs and figures: no sideways scrolling, nothing past the column
+        for (const el of column.querySelectorAll('table, pre, .cell_output img, mjx-container[display="true"]')) {
+            const box = el.getBoundingClientRect();
+            const scroller = el.closest('.pst-scrollable-table-container, .highlight, .output') || el;
+            if (box.right > right || el.scrollWidth > el.clientWidth + 1
+                || scroller.scrollWidth > scroller.clientWidth + 1) {
+                out.push(`${el.tagName.toLowerCase()} ${Math.round(Math.max(box.width, el.scrollWidth))}px: `
+                         + el.textContent.trim().slice(0, 60));
+            }
+        }
+        return {column: Math.round(column.getBoundingClientRect().width), wide: out};
+    }""")
+    assert not wide["wide"], f"{loaded.where}: wider than the {wide['column']} px text column: {wide['wide']}"
+
+
+def test_every_text_is_legible(loaded):
+    """WCAG contrast of each text element against the background actually behind it."""
+    loaded.wait_for_math()
+    low = loaded.page.evaluate("""(minimum) => {
+        const rgba = s => { const v = s.match(/[\\d.]+/g).map(Number); return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };
+        const over = (top, bottom) => [0, 1, 2].map(i => top[i] * top[3] + bottom[i] * (1 - top[3])).concat([1]);
+        const lum = c => { const l = c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                           return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2]; };
+        const background = el => {
+            const layers = [];
+            for (let e = el; e; e = e.parentElement) {
+                const c = rgba(getComputedStyle(e).backgroundColor);
+                if (c[3] > 0) layers.push(c);
+                if (c[3] >= 1) break;
+            }
+            let bg = [255, 255, 255, 1];
+            if (layers.length && layers[layers.length - 1][3] >= 1) bg = layers.pop();
+            while (layers.length) bg = over(layers.pop(), bg);
+            return bg;
+        };
+        const out = [];
+        for (const el of document.querySelectorAll('article *')) {
+            const own = Array.from(el.childNodes).filter(n => n.nodeType === 3 && n.textContent.trim()).map(n => n.textContent.trim()).join(' ');
+            if (!own || el.closest('mjx-assistive-mml, script, style')) continue;
+            const box = el.getBoundingClientRect();
+            const style = getComputedStyle(el);
+            if (box.width === 0 || box.height === 0 || style.visibility === 'hidden' || style.opacity === '0') continue;
+            const bg = background(el);
+            const fg = over(rgba(style.color), bg);
+            const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+            const ratio = (a + 0.05) / (b + 0.05);
+            if (ratio < minimum) out.push(`${ratio.toFixed(2)} ${el.tagName.toLowerCase()}.${el.className}: ${own.slice(0, 40)}`);
+        }
+        return out;
+    }""", MIN_CONTRAST)
+    assert not low, f"{loaded.where}: {len(low)} texts below {MIN_CONTRAST}:1 contrast, e.g. {low[:6]}"

@@ -1,4 +1,7 @@
-"""Build the book: copy MathJax in, run Jupyter Book 1.x, say where the site is.
+"""Build the book: run Jupyter Book 1.x, say where the site is.
+
+MathJax 3 comes from the pinned PyPI package sphinx-mathjax-offline, which the book's
+configuration loads as a Sphinx extension: it is copied into the site, no CDN.
 
 Execution is cached (jupyter-cache), so a rebuild with unchanged code re-executes nothing.
 A failing cell fails the build; the error names the page and shows the cell.
@@ -7,7 +10,6 @@ A failing cell fails the build; the error names the page and shows the cell.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -35,24 +37,11 @@ def placeholder_urls(book: Path) -> list[str]:
     return found
 
 
-def install_mathjax(book: Path) -> None:
-    """Copy MathJax 2 from the jupyter-server-mathjax wheel so math renders without a CDN."""
-    import jupyter_server_mathjax
-
-    source = Path(jupyter_server_mathjax.__file__).parent / "static"
-    target = book / "_mathjax" / "mathjax"
-    if not (source / "MathJax.js").exists():
-        sys.exit(f"error: MathJax not found in {source}; reinstall jupyter-server-mathjax")
-    if not (target / "MathJax.js").exists():
-        shutil.copytree(source, target, dirs_exist_ok=True)
-
-
 def build(book: Path = BOOK) -> Path:
     """Build ``book`` into ``book/_build/html``; exit with a clear message on failure."""
     book = Path(book).resolve()
     if not (book / "_config.yml").exists():
         sys.exit(f"error: {book} has no _config.yml; is it a Jupyter Book folder?")
-    install_mathjax(book)
     start = time.perf_counter()
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jupyter_book), "build", str(book), "--builder", "html", "--warningiserror", "--keep-going"]
@@ -61,6 +50,9 @@ def build(book: Path = BOOK) -> Path:
         sys.exit("error: the book failed to build: see the page and cell named above "
                  f"(execution logs: {book}/_build/html/reports/)")
     html = book / "_build" / "html" / "index.html"
+    if not (html.parent / "_static" / "mathjax" / "tex-chtml.js").exists():
+        sys.exit("error: MathJax was not copied into the site: install the pinned "
+                 "sphinx-mathjax-offline (`make env`) and keep it in book/_config.yml's extra_extensions")
     for entry in placeholder_urls(book):
         print(f"warning: {book.name}/_config.yml: {entry} is a placeholder host; set the real one "
               "before publishing (launch buttons / links to the site would lead nowhere)", file=sys.stderr)
