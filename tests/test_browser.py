@@ -171,7 +171,8 @@ def test_nothing_wider_than_the_text_column(loaded):
         // tables, code, printed outputs and figures: no sideways scrolling, nothing past the column
         for (const el of column.querySelectorAll('table, pre, .cell_output img, mjx-container[display="true"]')) {
             const box = el.getBoundingClientRect();
-            const scroller = el.closest('.pst-scrollable-table-container, .highlight, .output') || el;
+            const scroller = el.closest('.lec4-shown, .pst-scrollable-table-container, .highlight, .output') || el;
+
             if (box.right > right || el.scrollWidth > el.clientWidth + 1
                 || scroller.scrollWidth > scroller.clientWidth + 1) {
                 out.push(`${el.tagName.toLowerCase()} ${Math.round(Math.max(box.width, el.scrollWidth))}px: `

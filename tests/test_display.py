@@ -64,7 +64,12 @@ def test_table_cells_escaped_numbers_right_aligned():
     assert '<a href="#s">GQA</a>' in str(shown) and "&lt;b&gt;" in str(shown)
 
 
+def test_code_cells_are_escaped_code():
+    assert display.code("Conv(c_in=3) <x>").html == "<code>Conv(c_in=3) &lt;x&gt;</code>"
+
+
 def test_table_rejects_ragged_rows():
+
     with pytest.raises(ValueError, match="every row needs 3 cells.*row 1 has 2"):
         display.table([[1, 2, 3], [1, 2]], header=["a", "b", "c"])
     with pytest.raises(ValueError, match="header"):
@@ -104,3 +109,4 @@ def test_styles_follow_the_theme_variables():
     css = display.STYLE
     for variable in ["--pst-color-text-base", "--pst-color-border", "--pst-color-danger"]:
         assert f"var({variable}" in css
+    assert "--pst-color-danger-text" not in css  # the text on a solid danger fill: white in the light theme

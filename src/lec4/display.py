@@ -36,8 +36,9 @@ STYLE = """
 .lec4-grid td { text-align: right; min-width: 2.4em; padding: 0.2em 0.45em;
   border: 1px solid var(--pst-color-border, #c8c8c8); font-family: var(--pst-font-family-monospace, monospace); }
 .lec4-grid caption { font-weight: 600; }
-.lec4-shown td.lec4-diff { background: var(--pst-color-danger-bg, #fde2e2); color: var(--pst-color-danger-text, #8b0000);
+.lec4-shown td.lec4-diff { background: var(--pst-color-danger-bg, #fde2e2); color: var(--pst-color-text-base, #000);
   font-weight: 700; outline: 2px solid var(--pst-color-danger, #c00); outline-offset: -2px; }
+
 """
 _NUMBER = re.compile(r"^[-−+]?[\d.,\u2009\u202f ]*\d[\d.,\u2009\u202f ]*\s?(%|[kKMGTB]|KiB|MiB|GiB|ms|s)?$")
 
@@ -131,7 +132,13 @@ def _grid_table(values: torch.Tensor, caption: str | None, differ: torch.Tensor 
     return f'<table class="lec4-table lec4-grid">{cap}<tbody>{"".join(rows)}</tbody></table>'
 
 
+def code(text: str) -> Raw:
+    """A table cell shown as code (``<code>``, escaped): identifiers, layer reprs."""
+    return Raw(f"<code>{html.escape(str(text))}</code>")
+
+
 def grid(values: Any, caption: str | None = None) -> Shown:
+
     """A 2-D grid of numbers (H, W), one padded, right-aligned cell per value."""
     body = _grid_table(_as_grid(values, "values"), caption, None)
     return Shown(f'<div class="lec4-shown"><style>{STYLE}</style>{body}</div>')
