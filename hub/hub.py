@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import grp
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -64,15 +66,19 @@ def paths(state: Path = STATE) -> dict[str, Path]:
     """Where the hub keeps its state (one place for every path the config and tests use)."""
     return {"state": state, "exchange": state / "exchange", "course": state / "course",
             "accounts": state / "accounts.txt", "pid": state / "hub.pid", "runtime": state / "runtime",
-            "log": state / "jupyterhub.log"}
+            "log": state / "jupyterhub.log", "repo": state / "git" / "cmu-10423" / "lecture4-book"}
 
 
+@functools.lru_cache(maxsize=None)
 def course_id() -> str:
-    """The course id, read from the repository's nbgrader_config.py (its one source)."""
-    from traitlets.config.loader import PyFileConfigLoader
+    """The course id, read from the repository's nbgrader_config.py (its one source).
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
-    return config.CourseDirectory.course_id
+    Parsed, not executed: executing it loads the grading pipeline (torch), 25 s on a busy CPU."""
+    text = (ROOT / "nbgrader_config.py").read_text()
+    match = re.search(r"^c\.CourseDirectory\.course_id\s*=\s*[\"']([^\"']+)[\"']", text, re.M)
+    if match is None:
+        raise HubError("nbgrader_config.py sets no c.CourseDirectory.course_id = \"...\"; the hub needs the course id")
+    return match.group(1)
 
 
 # ---------------------------------------------------------------- preconditions
@@ -221,7 +227,19 @@ def user_environment(user: str, where: dict[str, Path], course: str) -> dict[str
     (hub/config/student or hub/config/staff) and the course values those configs read."""
     return {"JUPYTER_CONFIG_PATH": str(HUB / "config" / role(user)), "LEC4_COURSE_ID": course,
             "LEC4_EXCHANGE": str(where["exchange"]), "LEC4_COURSE_ROOT": str(where["course"]),
-            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", INSTANCE_VAR: str(where["state"])}
+            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", INSTANCE_VAR: str(where["state"]),
+            # nbgitpuller clones the course repository (owned by root): git's ownership check
+            # would refuse it; trust exactly that one repository (command-line scope config)
+            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
+            "GIT_CONFIG_VALUE_0": str(where["repo"] / ".git")}
+
+
+def ensure_course_repository(repo: Path) -> None:
+    """A local clone of this repository for the book's launch buttons (nbgitpuller pulls from it;
+    set the book's repository.url to file://REPO to use it; nothing leaves the machine)."""
+    if not (repo / ".git").exists():
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        _run("git", "clone", "--quiet", "--branch", "main", str(ROOT), str(repo))
 
 
 # ---------------------------------------------------------------- the hub process
@@ -306,6 +324,7 @@ def start(port: int) -> int:
         print(f"note: made {folder} enterable by other users (o+x, not listable) so they can run {sys.executable}")
     ensure_exchange(where["exchange"])
     ensure_course(where["course"])
+    ensure_course_repository(where["repo"])
     url = f"http://127.0.0.1:{port}"
     with open(where["log"], "w") as log:
         proc = subprocess.Popen([str(VENV_BIN / "jupyterhub"), "-f", str(HUB / "jupyterhub_config.py")],
@@ -323,6 +342,7 @@ def start(port: int) -> int:
         wait_until_up(url, proc, where["log"])
         print(f"\nJupyterHub for {course_id()} is up at {url}  (started in {time.monotonic() - started:.1f} s)")
         print(f"  exchange: {where['exchange']}    course folder (staff): {where['course']}")
+        print(f"  course repository for the launch buttons: file://{where['repo']}")
         print(f"  log: {where['log']}\n")
         print(f"  {'account':<11} {'role':<22} password")
         for user, group in USERS.items():
