@@ -384,13 +384,13 @@ def course_loop(hub, chromium, tmp_path, request):
             page.locator(".jp-LabShell").wait_for()
             page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
             items = page.locator(".lm-Menu-content").first.inner_text()
+            shot(page, f"5-{user}-nbgrader-menu")
             page.keyboard.press("Escape")
             return items
 
         staff_menu = nbgrader_menu(instructor, "instructor")
         assert "Formgrader" in staff_menu and "Create assignment" in staff_menu, staff_menu
         student_menu = nbgrader_menu(s1, "student1")
-        shot(s1, "5-student-menu")
         assert "Assignment List" in student_menu, student_menu
         assert "Formgrader" not in student_menu and "Create assignment" not in student_menu, student_menu
         reply = s1.request.get(f"{hub['url']}/user/student1/formgrader")
