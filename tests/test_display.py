@@ -64,6 +64,11 @@ def test_table_cells_escaped_numbers_right_aligned():
     assert '<a href="#s">GQA</a>' in str(shown) and "&lt;b&gt;" in str(shown)
 
 
+def test_pairs_of_numbers_are_numbers_text_is_not():
+    (t,) = parse(display.table([["1.50 / 0.25", "(2, 0)", "12 MiB", "GQA / MQA"]], header="abcd")).tables
+    assert [c[1] for c in t["rows"][-1]] == ["lec4-num", "", "lec4-num", ""]
+
+
 def test_code_cells_are_escaped_code():
     assert display.code("Conv(c_in=3) <x>").html == "<code>Conv(c_in=3) &lt;x&gt;</code>"
 

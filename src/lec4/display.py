@@ -76,7 +76,7 @@ def _cell(value: Any) -> tuple[str, bool]:
     if isinstance(value, float):
         return _fmt(value), True
     text = str(value)
-    return html.escape(text), bool(_NUMBER.match(text))
+    return html.escape(text), all(_NUMBER.match(part) for part in text.split(" / "))  # "1.5 / 0.25": numbers
 
 
 def _fmt(value: float) -> str:
