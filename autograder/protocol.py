@@ -109,8 +109,10 @@ class CellGrade:
 
 
 class Sandbox(Protocol):
-    def wrap(self, argv: list[str], workdir: Path) -> list[str]:
-        """The command that runs ``argv`` confined, with ``workdir`` its only writable folder."""
+    def wrap(self, argv: list[str], workdir: Path, report_fd: int | None = None) -> list[str]:
+        """The command that runs ``argv`` confined, with ``workdir`` its only writable folder;
+        with ``report_fd``, a trusted parent inside writes ``peak_rss_kib N`` to that inherited
+        descriptor once the program has ended (see :mod:`autograder.reaper`)."""
 
 
 def tensor_of(description: Any) -> torch.Tensor:
@@ -184,6 +186,10 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
     ``timeout`` from the moment the previous one finished. A call that overruns or
     kills the process gets an error, and the calls after it run in a fresh process;
     if the code never finishes loading, every remaining call fails at once.
+
+    Peak memory (``Outcome.peak_rss_bytes`` of isolated calls): in the sandbox, the trusted
+    reaper's report (the sandbox's bubblewrap process is not the program); without a
+    sandbox (tests of the protocol only), ``wait4`` on the runner itself.
     """
     outcomes: list[Outcome | None] = [None] * len(calls)
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
@@ -194,12 +200,20 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
         while first < len(calls):
             (workdir / "skip.txt").write_text(" ".join(map(str, sorted(skipped))))
             argv = [sys.executable, "-m", "autograder.runner", str(workdir), str(first)]
+            report_r, report_w = os.pipe() if sandbox is not None else (None, None)
             if sandbox is not None:
-                argv = sandbox.wrap(argv, workdir)
+                argv = sandbox.wrap(argv, workdir, report_fd=report_w)
             run_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
-            proc = subprocess.Popen(argv, cwd=workdir, env=run_env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                proc = subprocess.Popen(argv, cwd=workdir, env=run_env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True,
+                                        pass_fds=() if report_w is None else (report_w,))
+            finally:
+                if report_w is not None:
+                    os.close(report_w)
             peak_rss, overran = _wait(proc, workdir, calls, first)
+            if report_r is not None:
+                peak_rss = _read_report(report_r)
             done = first
             for i in range(first, len(calls)):
                 path = workdir / f"outcome-{i}.pt"
@@ -233,9 +247,17 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
     return outcomes  # type: ignore[return-value]
 
 
+def _read_report(fd: int) -> int | None:
+    """Peak RSS in bytes from the reaper's report on pipe ``fd`` (closed here); None without one."""
+    with os.fdopen(fd, "rb") as pipe:
+        text = pipe.read(4096).decode("ascii", "replace")
+    match = re.fullmatch(r"peak_rss_kib (\d+)\n", text)
+    return int(match.group(1)) * 1024 if match else None
+
+
 def _wait(proc: subprocess.Popen, workdir: Path, calls: list[Call], first: int) -> tuple[int | None, str | None]:
     """Wait for the runner, killing its process group when the code loading or the current
-    call overruns; return (peak RSS in bytes, None | "load" | "call")."""
+    call overruns; return (peak RSS of ``proc`` itself in bytes, None | "load" | "call")."""
     started = time.monotonic()
     deadline, phase, progress = started + LOAD_TIMEOUT, "load", first - 1
     while True:

@@ -7,6 +7,11 @@ writable place. ``solutions/``, the hidden-test suites, the gradebook and the ot
 students' folders are simply not there. There is no network (``--unshare-net``), its own
 PID namespace (it cannot signal the grader), and resource limits set with ``prlimit``:
 address space (memory), CPU seconds, processes/threads, size of any written file, open files.
+``/proc`` is mounted read-only (a process cannot reset its own peak-memory counter).
+
+With ``report_fd``, :meth:`BwrapSandbox.wrap` puts the trusted :mod:`autograder.reaper`
+between the limits and the program: it reports the program's peak memory through that
+file descriptor (how, and why this cannot be forged: its docstring).
 
 When the grader runs as root, the sandboxed program is started as an unprivileged user
 (``nobody``) with no capabilities, so the limits apply and root-owned files stay read-only.
@@ -21,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = 65534
+REAPER = ROOT / "autograder" / "reaper.py"
 GiB = 2**30
 
 
@@ -83,19 +89,23 @@ class BwrapSandbox:
     def readonly_paths(self) -> list[Path]:
         """Host paths visible (read-only) inside, at the same place."""
         paths = [Path("/usr"), Path("/etc"), Path(sys.base_prefix), Path(sys.prefix), ROOT / "src",
-                 ROOT / "autograder" / "__init__.py", ROOT / "autograder" / "runner.py", *self.extra_ro]
+                 ROOT / "autograder" / "__init__.py", ROOT / "autograder" / "runner.py", REAPER, *self.extra_ro]
         if self.gpu:
             paths += [Path(p) for p in ("/proc/driver/nvidia", "/sys") if Path(p).exists()]
         return [p for p in dict.fromkeys(paths) if p.exists()]
 
-    def wrap(self, argv: list[str], workdir: Path) -> list[str]:
-        """The command that runs ``argv`` confined, with ``workdir`` its only writable folder."""
+    def wrap(self, argv: list[str], workdir: Path, report_fd: int | None = None) -> list[str]:
+        """The command that runs ``argv`` confined, with ``workdir`` its only writable folder.
+
+        ``report_fd``: an inherited file descriptor (pass it with ``pass_fds``) on which
+        :mod:`autograder.reaper` writes ``peak_rss_kib N`` when the program has ended.
+        """
         workdir = Path(workdir).resolve()
         if self.as_root:
             os.chown(workdir, NOBODY, NOBODY)  # the unprivileged user must be able to write it
         cmd = [self.bwrap, "--die-with-parent", "--new-session",
                "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-               "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+               "--proc", "/proc", "--remount-ro", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
         if not self.as_root:
             cmd.append("--unshare-user")
         for top in ("/bin", "/lib", "/lib64", "/sbin", "/lib32"):
@@ -125,6 +135,8 @@ class BwrapSandbox:
                 # ipykernel would poll the host PID, which does not exist in this PID namespace
                 "--unsetenv", "JPY_PARENT_PID",
                 "--", self.prlimit, *self.limits.prlimit_args(), "--"]
+        if report_fd is not None:
+            cmd += [sys.executable, "-I", "-S", str(REAPER), str(report_fd), "--"]
         if self.as_root:
             cmd += [self.setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]

@@ -58,3 +58,47 @@ def test_infinite_loop_at_top_level_fails_every_call_once(monkeypatch):
     outs = run_calls("while True:\n    pass\n", [Call("f", [1], timeout=5)] * 3, sandbox=BwrapSandbox())
     assert all(not o.ok and "did not finish" in o.error for o in outs)
     assert time.monotonic() - start < 8.0 + 20
+
+
+MEMORY_PROBES = """
+import os
+import torch
+
+def small(x):
+    return x + 1
+
+def big(x):                 # 600 MiB, touched
+    return x + torch.ones(600 * 2**20 // 4)[:1]
+
+def orphan(x):              # the 600 MiB live in a child the function never waits for
+    if os.fork() == 0:
+        torch.ones(600 * 2**20 // 4)
+        os._exit(0)
+    return x + 1
+
+def reset(x):               # the kernel's own way to reset a peak: /proc/self/clear_refs
+    torch.ones(600 * 2**20 // 4)
+    try:
+        open('/proc/self/clear_refs', 'w').write('5')
+    except OSError:
+        pass
+    return x + 1
+"""
+
+
+def test_peak_memory_of_a_sandboxed_call_is_measured_and_cannot_be_hidden():
+    """The production measurement (autograder.reaper): 600 MiB more show up as >= 500 MiB,
+    also when they live in an orphaned child or after an attempt to reset the peak."""
+    calls = [Call(fn, [torch.ones(1)], isolated=True) for fn in ("small", "big", "orphan", "reset")]
+    outcomes = [run_calls(MEMORY_PROBES, [call], sandbox=BwrapSandbox())[0] for call in calls]
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    base, *others = [o.peak_rss_bytes for o in outcomes]
+    assert base is not None and 50 * 2**20 < base < 2**30, base
+    grown = {call.function: (peak - base) // 2**20 for call, peak in zip(calls[1:], others)}
+    assert all(extra >= 500 for extra in grown.values()), grown
+
+
+def test_the_reaper_refuses_to_run_outside_a_fresh_pid_namespace():
+    out = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "autograder" / "reaper.py"), "1", "--", "true"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "PID namespace" in out.stderr
