@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = ".autograder.json"  # written into autograded/STUDENT/ASSIGNMENT/ once a grade is stored
 
@@ -210,6 +208,7 @@ def _last_error(log: str) -> str | None:
 def autograde(course: Course, assignment: str, students: list[str] | None, workers: int,
               require_gpu: bool, regrade: bool, timeout: float) -> int:
     import torch
+    from tqdm import tqdm
 
     from autograder.suites import load_suite
 
@@ -295,7 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--timeout", type=float, default=1800, help="seconds per submission, all included")
     export = sub.add_parser("export", help="grades CSV")
     export.add_argument("--to", default="grades.csv")
+    from autograder import selfcheck
+    selfcheck.add_arguments(sub.add_parser(
+        "selfcheck", help="grade the reference, the blank release and the catalog of faulty implementations "
+        "in the production sandbox on this node; exit 1 on any miss"))
     args = parser.parse_args(argv)
+    if args.command == "selfcheck":  # needs neither nbgrader nor Jupyter (a bare GPU node runs it)
+        return selfcheck.run(args, Path(args.course_root).resolve() if args.course_root else ROOT)
 
     # nbgrader runs `alembic` (gradebook migrations) from PATH: use the environment's own
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -15,7 +15,10 @@ import json
 import re
 from pathlib import Path
 
-import nbformat
+try:
+    import nbformat
+except ImportError:  # a grading node without Jupyter (``python -m autograder selfcheck``): plain JSON
+    nbformat = None
 
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION.*?^[ \t]*### END SOLUTION[^\n]*\n?", re.S | re.M)
 HIDDEN_REGION = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
@@ -29,18 +32,51 @@ def _meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
 
-def read_notebook(path) -> nbformat.NotebookNode:
-    """The notebook at ``path`` (or ``path`` itself when it already is a notebook)."""
+class _Node(dict):
+    """A JSON object with attribute access, like nbformat's NotebookNode."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+
+def _from_json(value):
+    """A notebook's JSON as nested _Nodes, multi-line sources joined (what nbformat.read gives)."""
+    if isinstance(value, dict):
+        return _Node({k: "".join(v) if k == "source" and isinstance(v, list) else _from_json(v)
+                      for k, v in value.items()})
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+def read_notebook(path):
+    """The notebook at ``path`` (or ``path`` itself when it already is a notebook), as an
+    nbformat v4 NotebookNode (or, without nbformat, the same structure from plain JSON)."""
     if isinstance(path, dict):
         return path
     path = Path(path)
     if not path.exists():
         raise NotebookError(f"notebook {path.name} not found (was it renamed or deleted?)")
     try:
+        if nbformat is None:
+            nb = _from_json(json.loads(path.read_text(encoding="utf-8")))
+            if nb.get("nbformat") != 4:
+                raise NotebookError(f"{path.name}: nbformat {nb.get('nbformat')}, expected 4")
+            return nb
         return nbformat.read(path, as_version=4)
-    except (json.JSONDecodeError, nbformat.reader.NotJSONError) as err:
+    except NotebookError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise NotebookError(f"{path.name} is not valid notebook JSON: {err}") from err
     except Exception as err:
+        if nbformat is not None and isinstance(err, nbformat.reader.NotJSONError):
+            raise NotebookError(f"{path.name} is not valid notebook JSON: {err}") from err
         raise NotebookError(f"{path.name} could not be read as a notebook: {type(err).__name__}: {err}") from err
 
 
@@ -81,7 +117,7 @@ def _strip_magics(code: str) -> str:
                      for line in code.splitlines())
 
 
-def check_submission(source_nb, submitted_nb) -> nbformat.NotebookNode:
+def check_submission(source_nb, submitted_nb):
     """The submitted notebook, or NotebookError saying why it cannot be graded.
 
     Besides unreadable files, a notebook that shares none of the source's solution cells

@@ -203,7 +203,7 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
             report_r, report_w = os.pipe() if sandbox is not None else (None, None)
             if sandbox is not None:
                 argv = sandbox.wrap(argv, workdir, report_fd=report_w)
-            run_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+            run_env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
             try:
                 proc = subprocess.Popen(argv, cwd=workdir, env=run_env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True,

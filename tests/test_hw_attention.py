@@ -24,7 +24,7 @@ from autograder.suites import hw_attention as suite  # noqa: E402
 
 SOURCE_NB = ROOT / "solutions" / "hw-attention" / "hw-attention.ipynb"
 RELEASE_NB = ROOT / "assignments" / "hw-attention" / "hw-attention.ipynb"
-CATALOG = ROOT / "tests" / "faulty" / "hw_attention"
+CATALOG = ROOT / "autograder" / "catalog" / "hw_attention"
 FUNCTIONS = ("apply_rope", "gqa_attention", "sliding_window_attention")
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # nbgrader runs `alembic`

@@ -27,7 +27,7 @@ from autograder.suites import hw_conv  # noqa: E402
 
 SOURCE_NB = ROOT / "solutions" / "hw-conv" / "hw-conv.ipynb"
 RELEASE_NB = ROOT / "assignments" / "hw-conv" / "hw-conv.ipynb"
-FAULTY = sorted((ROOT / "tests" / "faulty" / "hw_conv").glob("*.py"))
+FAULTY = sorted((ROOT / "autograder" / "catalog" / "hw_conv").glob("*.py"))
 NBGRADER = [sys.executable, "-m", "nbgrader"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
