@@ -105,7 +105,7 @@ class BwrapSandbox:
             os.chown(workdir, NOBODY, NOBODY)  # the unprivileged user must be able to write it
         cmd = [self.bwrap, "--die-with-parent", "--new-session",
                "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-               "--proc", "/proc", "--remount-ro", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+               "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
         if not self.as_root:
             cmd.append("--unshare-user")
         for top in ("/bin", "/lib", "/lib64", "/sbin", "/lib32"):
@@ -124,7 +124,7 @@ class BwrapSandbox:
         if self.gpu:
             for dev in sorted(Path("/dev").glob("nvidia*")):
                 cmd += ["--dev-bind", str(dev), str(dev)]
-        cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir),
+        cmd += ["--bind", str(workdir), str(workdir), "--remount-ro", "/proc", "--chdir", str(workdir),
                 "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", "/tmp",
                 "--setenv", "MPLCONFIGDIR", str(workdir / ".matplotlib"),
                 "--setenv", "WANDB_MODE", "disabled", "--unsetenv", "AUTOGRADER_DB_URL",
