@@ -77,6 +77,35 @@ def run_nbgrader(course: Course, *args: str) -> int:
     return subprocess.run(course.nbgrader(*args), cwd=ROOT).returncode
 
 
+def release(course: Course, assignment: str) -> int:
+    """Release ``assignment`` to the exchange, generating it first when the release notebooks or
+    the gradebook entry are missing (autograding needs the gradebook entry ``generate`` makes)."""
+    if not (course.root / "solutions" / assignment).is_dir():
+        print(f"release: no source assignment solutions/{assignment} in {course.root}", file=sys.stderr)
+        return 2
+    if not any((course.root / "assignments" / assignment).glob("*.ipynb")) or not _assignment_known(course, assignment):
+        print(f"release: {assignment} has not been generated (release notebooks or gradebook entry missing): "
+              "running generate first")
+        code = run_nbgrader(course, "generate_assignment", assignment, "--force")
+        if code:
+            return code
+    return run_nbgrader(course, "release_assignment", assignment, "--force")
+
+
+def release_feedback(course: Course, assignment: str) -> int:
+    """Put the generated feedback of ``assignment`` into the exchange (nbgrader release_feedback)."""
+    html = sorted(course.root.glob(f"feedback/*/{assignment}/*.html"))
+    if not html:
+        print(f"release-feedback: no feedback for {assignment} in {course.root / 'feedback'}: run "
+              f"`python -m autograder feedback {assignment}` first", file=sys.stderr)
+        return 2
+    code = run_nbgrader(course, "release_feedback", assignment)
+    if code == 0:
+        print(f"released feedback of {len(html)} notebook(s); students get it with Fetch Feedback "
+              "(Assignments tab) or `nbgrader fetch_feedback`")
+    return code
+
+
 def _submission_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
@@ -281,9 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exchange", help="nbgrader exchange folder (release/collect)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [("generate", "solutions/ -> assignments/ (and the gradebook)"),
-                       ("release", "put the release version into the exchange"),
+                       ("release", "put the release version into the exchange (runs generate first if needed)"),
                        ("collect", "fetch submissions from the exchange into submitted/"),
-                       ("feedback", "HTML feedback per student into feedback/")]:
+                       ("feedback", "HTML feedback per student into feedback/"),
+                       ("release-feedback", "put feedback/ into the exchange: students get it with Fetch Feedback")]:
         sub.add_parser(name, help=text).add_argument("assignment")
     grade = sub.add_parser("autograde", help="grade submitted/STUDENT/ASSIGNMENT into the gradebook")
     grade.add_argument("assignment")
@@ -308,11 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate":
         return run_nbgrader(course, "generate_assignment", args.assignment, "--force")
     if args.command == "release":
-        return run_nbgrader(course, "release_assignment", args.assignment, "--force")
+        return release(course, args.assignment)
     if args.command == "collect":
         return run_nbgrader(course, "collect", args.assignment, "--update")
     if args.command == "feedback":
         return run_nbgrader(course, "generate_feedback", args.assignment, "--force")
+    if args.command == "release-feedback":
+        return release_feedback(course, args.assignment)
     if args.command == "export":
         return run_nbgrader(course, "export", f"--to={Path(args.to).resolve()}")
     return autograde(course, args.assignment, args.student, args.workers, args.require_gpu,

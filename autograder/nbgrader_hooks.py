@@ -284,8 +284,11 @@ def configure(c) -> None:
     c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreMetadata, OverwriteKernelspec,
                                           OverwriteCells, CheckCellMetadata]
     c.OverwriteCells.add_missing_cells = True  # a deleted test cell is graded anyway
+    # nbgrader's own cut, per cell: stream lines and traceback lines (its only two options).
+    # Bytes, whatever the line count (one gigantic line too), are capped per notebook while
+    # they arrive: SandboxedExecute.max_output_bytes.
     c.LimitOutput.max_lines = 500
-    c.LimitOutput.max_length = 20000
+    c.LimitOutput.max_traceback = 100
     c.SandboxedExecute.timeout = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", 60))
     c.SandboxedExecute.notebook_timeout = int(os.environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", 600))
     if os.environ.get("AUTOGRADER_DB_URL"):  # PostgreSQL (or any SQLAlchemy URL) for parallel TAs

@@ -1,75 +1,90 @@
-"""Trusted parent inside the sandbox: runs the graded program and reports its peak memory.
+"""Trusted parent inside the sandbox: starts every run of the graded code and measures its memory.
 
-Usage (built by :meth:`autograder.sandbox.BwrapSandbox.wrap` with ``report_fd``)::
+Started once per submission by :class:`autograder.protocol.SandboxLauncher` as the sandbox's
+first program (``bwrap --unshare-pid``, under the ``prlimit`` limits, as root when grading
+runs as root)::
 
-    python -I -S reaper.py REPORT_FD -- setpriv ... -- python -m autograder.runner ...
+    python reaper.py REPORT_FD CONTROL_FD HOME [--uid UID]
 
-Why a reaper, and why this one (the CPU memory checks of the hidden suites depend on it):
+It imports torch and :mod:`autograder.runner` once (trusted code from the read-only
+environment, before any submission code exists in the sandbox), says ``ready`` on
+``REPORT_FD``, then serves the grader's lines on ``CONTROL_FD``:
 
-- ``wait4`` on the bubblewrap process, outside, does not see the sandboxed program's memory
-  (bubblewrap's own processes are what it reaps), and cgroups cannot be relied on: this
-  project's machines have cgroup v1 or a read-only cgroup v2, containers often have none.
-- So the measurement is made *inside* the sandbox by this process, which the kernel makes
-  the parent of the graded program: ``ru_maxrss`` of a reaped child is its peak resident
-  memory (the kernel's high-water mark, kept across ``exec``), including every descendant
-  it reaped itself. As a *child subreaper*, this process also inherits every orphaned
-  descendant, so a submission that forks and never waits cannot hide a process; when the
-  graded program exits, whatever is still running is killed and reaped too. The report is
-  the largest peak of any process in the sandbox (the maximum, not the sum: processes
-  running concurrently are measured one by one).
-- The submission cannot forge it: the report goes out through a pipe (``REPORT_FD``) that
-  the graded program does not inherit; this process runs as root (the program as
-  ``nobody``) or, when grading is not run as root, is made non-dumpable, so the program can
-  neither ptrace it nor open its file descriptors through /proc. The one kernel interface
-  that resets a high-water mark, ``/proc/PID/clear_refs``, is unwritable because the sandbox
-  mounts /proc read-only (a fresh, writable procfs cannot be mounted from inside either).
-- Killing this process loses the report, which fails the memory check (fail closed).
+- ``run JOB_DIR OUT_DIR FIRST``: fork a child that drops to ``UID`` (no groups, no
+  capabilities, no new privileges), enters ``HOME`` and runs ``runner.main`` -- the
+  submission's code and the calls from ``FIRST`` on; answer ``done STATUS PEAK_KIB``
+  when it has ended (STATUS: exit code, or minus the signal that killed it);
+- ``kill``: end the current run now (the grader's deadline passed).
+
+Forking from a process that already imported torch saves each run the interpreter and
+torch start-up (seconds), while every run still starts from the same clean state.
+
+Why the memory is measured here, and why it cannot be forged (the CPU memory checks of
+the hidden suites depend on it):
+
+- ``wait4`` on the bubblewrap process, outside, does not see the sandboxed program's memory,
+  and cgroups cannot be relied on (this project's machines have cgroup v1, a read-only
+  cgroup v2, or none in a container).
+- ``ru_maxrss`` of a reaped child is its peak resident memory (the kernel's high-water
+  mark, kept across ``exec``), including every descendant it reaped itself. As a *child
+  subreaper*, this process also inherits every orphaned descendant, so a submission that
+  forks and never waits cannot hide a process; when a run's main child has exited, whatever
+  is still running in the sandbox is killed and reaped too. PEAK_KIB is the largest peak of
+  any process of the run (the maximum, not the sum: concurrent processes count one by one).
+- The report leaves through a pipe the graded code does not inherit; this process is root
+  (the code runs as ``UID``) or, when grading does not run as root, non-dumpable, so the
+  code can neither ptrace it nor open its file descriptors through /proc. The one kernel
+  interface that resets a high-water mark, ``/proc/PID/clear_refs``, is unwritable: the
+  sandbox mounts /proc read-only (and a writable procfs cannot be mounted from inside).
+- If this process dies, the report is lost and the calls fail (fail closed).
 
 What it does not defend against: a submission that deliberately wastes memory in the small
 *baseline* call to hide the growth of the big one (the checks compare the two). That takes
 intent, not an honest O(T^2) implementation, and shows in the code.
-
-Only the standard library, started with ``-I -S``: nothing of the submission's environment
-is imported here. Exit status: the graded program's (128 + signal when it was killed).
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import sys
 
 PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), f"prctl({option}, {value}) failed")
+def _prctl(option: int, value: int) -> int:
+    return _libc.prctl(option, value, 0, 0, 0)
 
 
-def reap_all(main_pid: int) -> tuple[int, int]:
-    """Wait for ``main_pid``, then kill and reap every other descendant.
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise OSError(ctypes.get_errno(), f"{what} failed")
 
-    Returns (the largest ru_maxrss seen, in KiB; the main child's wait status).
-    """
-    peak, main_status = 0, None
-    while True:
-        try:
-            pid, status, usage = os.wait4(-1, 0)
-        except ChildProcessError:  # no children left
-            break
-        except InterruptedError:
-            continue
-        peak = max(peak, usage.ru_maxrss)
-        if pid == main_pid:
-            main_status = status
-            try:  # only this PID namespace: every process of the sandbox but us and its init
-                os.kill(-1, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    return peak, main_status
+
+def drop_privileges(uid: int) -> None:
+    """Become ``uid`` with no supplementary groups, no capabilities (bounding and inheritable
+    sets cleared too) and no way to gain privileges again -- what ``setpriv --reuid=UID
+    --regid=UID --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs`` does."""
+    cap = 0
+    while _prctl(PR_CAPBSET_DROP, cap) == 0:  # EINVAL past the kernel's last capability
+        cap += 1
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)  # from root: permitted, effective and ambient sets are emptied
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    _require(_libc.capset(header, (ctypes.c_uint32 * 6)()) == 0, "capset (clearing inheritable)")
+    _require(_prctl(PR_SET_NO_NEW_PRIVS, 1) == 0, "PR_SET_NO_NEW_PRIVS")
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    caps = [int(fields[f].strip(), 16) for f in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")]
+    if any(caps) or os.getuid() != uid or fields["NoNewPrivs"].strip() != "1":
+        raise PermissionError(f"privileges not dropped: uid {os.getuid()}, capabilities {caps}")
 
 
 def in_fresh_pid_namespace() -> bool:
@@ -78,29 +93,107 @@ def in_fresh_pid_namespace() -> bool:
     return os.getpid() == 2
 
 
+class Lines:
+    """Lines read from a raw file descriptor, without blocking longer than asked."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buffer, self.closed = fd, b"", False
+
+    def next(self, timeout: float | None) -> str | None:
+        """The next line, None if none arrived within ``timeout`` s; "" once the pipe is closed."""
+        while b"\n" not in self.buffer:
+            if self.closed:
+                return ""
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if not ready:
+                return None
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                self.closed = True
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+
+def run_once(job_dir: str, out_dir: str, first: int, home: str, uid: int | None, close: list[int],
+             control: Lines) -> tuple[int, int]:
+    """Fork the run, wait for it (ending it on ``kill``), kill and reap the rest of the sandbox.
+
+    Returns (status, peak ru_maxrss in KiB over every process reaped).
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd in close:
+                os.close(fd)
+            os.chdir(home)
+            if uid is not None:
+                drop_privileges(uid)
+            _prctl(PR_SET_DUMPABLE, 1)  # like any exec'd program: its own /proc entries are its own
+            from autograder import runner
+            runner.main(job_dir, first, out_dir)
+            code = 0
+        finally:
+            os._exit(code)
+    peak, status = 0, None
+    while status is None:
+        line = control.next(0.05)
+        if line in ("kill", ""):  # the deadline passed, or the grader is gone
+            os.kill(pid, signal.SIGKILL)
+        while True:
+            try:
+                reaped, wait_status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                reaped = 0
+            if reaped == 0:
+                break
+            peak = max(peak, usage.ru_maxrss)
+            if reaped == pid:
+                status = os.waitstatus_to_exitcode(wait_status)
+    try:  # this PID namespace only: every process of the sandbox but us and its init
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    while True:
+        try:
+            _, _, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            break
+        peak = max(peak, usage.ru_maxrss)
+    return status, peak
+
+
+def serve(report_fd: int, control_fd: int, home: str, uid: int | None) -> int:
+    """Answer the grader's ``run``/``kill`` lines until it closes the control pipe."""
+    import torch  # noqa: F401  (trusted imports every run shares, copy-on-write)
+    from autograder import runner  # noqa: F401
+
+    control = Lines(control_fd)
+    os.write(report_fd, b"ready\n")
+    while True:
+        line = control.next(None)
+        if not line:
+            return 0
+        words = line.split()
+        if words[0] != "run" or len(words) != 4:
+            continue
+        status, peak = run_once(words[1], words[2], int(words[3]), home, uid, [report_fd, control_fd], control)
+        os.write(report_fd, f"done {status} {peak}\n".encode())
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[1] != "--":
-        print("usage: reaper.py REPORT_FD -- COMMAND ...", file=sys.stderr)
+    if len(argv) not in (3, 5) or (len(argv) == 5 and argv[3] != "--uid"):
+        print("usage: reaper.py REPORT_FD CONTROL_FD HOME [--uid UID]", file=sys.stderr)
         return 2
     if not in_fresh_pid_namespace():
         print("reaper.py must run in its own PID namespace (bwrap --unshare-pid)", file=sys.stderr)
         return 2
-    report_fd, command = int(argv[0]), argv[2:]
-    _prctl(PR_SET_DUMPABLE, 0)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(report_fd)
-            os.execvp(command[0], command)
-        finally:
-            os._exit(127)
-    peak_kib, status = reap_all(pid)
-    with os.fdopen(report_fd, "w") as report:
-        report.write(f"peak_rss_kib {peak_kib}\n")
-    return os.waitstatus_to_exitcode(status) if status is not None else 127
+    _require(_prctl(PR_SET_DUMPABLE, 0) == 0, "PR_SET_DUMPABLE")
+    _require(_prctl(PR_SET_CHILD_SUBREAPER, 1) == 0, "PR_SET_CHILD_SUBREAPER")
+    uid = int(argv[4]) if len(argv) == 5 else None
+    return serve(int(argv[0]), int(argv[1]), argv[2], uid)
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
-    sys.exit(128 - code if code < 0 else code)
+    sys.exit(main(sys.argv[1:]))

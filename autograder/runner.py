@@ -6,8 +6,10 @@ source, makes the requested calls and writes every outcome to disk. The student'
 code can tamper with this process as it likes; all verdicts are computed outside,
 by :mod:`autograder.protocol`, from the saved outputs.
 
-Usage: python -m autograder.runner JOB_DIR FIRST_CALL
-Reads JOB_DIR/job.pt and writes JOB_DIR/outcome-<i>.pt for each call i >= FIRST_CALL.
+Usage: python -m autograder.runner JOB_DIR FIRST_CALL [OUT_DIR]
+Reads JOB_DIR/job.pt (and skip.txt), writes OUT_DIR/loaded once the submission's code has run
+and OUT_DIR/outcome-<i>.pt for each call i >= FIRST_CALL (OUT_DIR defaults to JOB_DIR). In the
+sandbox, :mod:`autograder.reaper` calls :func:`main` in a forked child instead.
 """
 from __future__ import annotations
 
@@ -93,8 +95,9 @@ def run_call(namespace: dict, call: dict) -> dict:
     return outcome
 
 
-def main(job_dir: str, first: int) -> None:
+def main(job_dir: str, first: int, out_dir: str | None = None) -> None:
     job_path = Path(job_dir)
+    out_path = Path(out_dir) if out_dir else job_path
     job = torch.load(job_path / "job.pt", weights_only=True)
     module = types.ModuleType("submission")
     module.__file__ = "<submission>"
@@ -110,7 +113,7 @@ def main(job_dir: str, first: int) -> None:
         except BaseException as err:  # SyntaxError, NameError, sys.exit(), ... in one cell, as in IPython
             cell_errors.append(_short_error(err))
     module.__dict__["__cell_errors__"] = cell_errors
-    (job_path / "loaded").touch()  # the grader now times each call on its own
+    (out_path / "loaded").touch()  # the grader now times each call on its own
     skip_file = job_path / "skip.txt"
     skip = {int(i) for i in skip_file.read_text().split()} if skip_file.exists() else set()
     for i, call in enumerate(job["calls"]):
@@ -122,8 +125,8 @@ def main(job_dir: str, first: int) -> None:
             outcome = {"ok": False, "error": load_error}
         else:
             outcome = run_call(module.__dict__, call)
-        torch.save(outcome, job_path / f"outcome-{i}.pt")
+        torch.save(outcome, out_path / f"outcome-{i}.pt")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

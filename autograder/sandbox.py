@@ -9,9 +9,9 @@ PID namespace (it cannot signal the grader), and resource limits set with ``prli
 address space (memory), CPU seconds, processes/threads, size of any written file, open files.
 ``/proc`` is mounted read-only (a process cannot reset its own peak-memory counter).
 
-With ``report_fd``, :meth:`BwrapSandbox.wrap` puts the trusted :mod:`autograder.reaper`
-between the limits and the program: it reports the program's peak memory through that
-file descriptor (how, and why this cannot be forged: its docstring).
+Graded calls run under :meth:`BwrapSandbox.wrap_reaper`: the sandbox's program is then the
+trusted :mod:`autograder.reaper`, which starts each run of the submission's code as
+``nobody`` and reports its peak memory (how, and why this cannot be forged: its docstring).
 
 When the grader runs as root, the sandboxed program is started as an unprivileged user
 (``nobody``) with no capabilities, so the limits apply and root-owned files stay read-only.
@@ -94,15 +94,34 @@ class BwrapSandbox:
             paths += [Path(p) for p in ("/proc/driver/nvidia", "/sys") if Path(p).exists()]
         return [p for p in dict.fromkeys(paths) if p.exists()]
 
-    def wrap(self, argv: list[str], workdir: Path, report_fd: int | None = None) -> list[str]:
-        """The command that runs ``argv`` confined, with ``workdir`` its only writable folder.
-
-        ``report_fd``: an inherited file descriptor (pass it with ``pass_fds``) on which
-        :mod:`autograder.reaper` writes ``peak_rss_kib N`` when the program has ended.
-        """
+    def wrap(self, argv: list[str], workdir: Path) -> list[str]:
+        """The command that runs ``argv`` confined, with ``workdir`` its only writable folder."""
         workdir = Path(workdir).resolve()
         if self.as_root:
             os.chown(workdir, NOBODY, NOBODY)  # the unprivileged user must be able to write it
+        return self._confined(workdir, workdir) + self._unprivileged() + list(argv)
+
+    def wrap_reaper(self, workdir: Path, home: Path, report_fd: int, control_fd: int) -> list[str]:
+        """The command that runs :mod:`autograder.reaper` confined, with ``workdir`` mounted
+        writable (the grader's job folders, owned by the grader) and ``home`` inside it the
+        graded code's own folder (owned by ``nobody`` when grading runs as root).
+        ``report_fd``/``control_fd``: inherited pipe ends (pass them with ``pass_fds``)."""
+        workdir, home = Path(workdir).resolve(), Path(home).resolve()
+        if self.as_root:
+            os.chown(home, NOBODY, NOBODY)
+        uid = ["--uid", str(NOBODY)] if self.as_root else []
+        return self._confined(workdir, home) + [sys.executable, "-s", str(REAPER), str(report_fd),
+                                                str(control_fd), str(home), *uid]
+
+    def _unprivileged(self) -> list[str]:
+        """As root: become nobody, with no groups, capabilities or way back, before ``exec``."""
+        if not self.as_root:
+            return []
+        return [self.setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+    def _confined(self, workdir: Path, home: Path) -> list[str]:
+        """bwrap + prlimit, up to the program to run: ``workdir`` writable, ``home`` its HOME and cwd."""
         cmd = [self.bwrap, "--die-with-parent", "--new-session",
                "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
@@ -124,23 +143,18 @@ class BwrapSandbox:
         if self.gpu:
             for dev in sorted(Path("/dev").glob("nvidia*")):
                 cmd += ["--dev-bind", str(dev), str(dev)]
-        cmd += ["--bind", str(workdir), str(workdir), "--remount-ro", "/proc", "--chdir", str(workdir),
-                "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", "/tmp",
-                "--setenv", "MPLCONFIGDIR", str(workdir / ".matplotlib"),
-                "--setenv", "WANDB_MODE", "disabled", "--unsetenv", "AUTOGRADER_DB_URL",
-                # torch caches (inductor, used even by some meta-device kernels) go to the writable
-                # workdir: the host user's name in /tmp/torchinductor_<user> is not ours to create
-                "--setenv", "TORCHINDUCTOR_CACHE_DIR", str(workdir / ".torchinductor"),
-                "--setenv", "USER", "nobody" if self.as_root else os.environ.get("USER", "student"),
-                # ipykernel would poll the host PID, which does not exist in this PID namespace
-                "--unsetenv", "JPY_PARENT_PID",
-                "--", self.prlimit, *self.limits.prlimit_args(), "--"]
-        if report_fd is not None:
-            cmd += [sys.executable, "-I", "-S", str(REAPER), str(report_fd), "--"]
-        if self.as_root:
-            cmd += [self.setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-        return cmd + list(argv)
+        return cmd + [
+            "--bind", str(workdir), str(workdir), "--remount-ro", "/proc", "--chdir", str(home),
+            "--setenv", "HOME", str(home), "--setenv", "TMPDIR", "/tmp",
+            "--setenv", "MPLCONFIGDIR", str(home / ".matplotlib"),
+            "--setenv", "WANDB_MODE", "disabled", "--unsetenv", "AUTOGRADER_DB_URL",
+            # torch caches (inductor, used even by some meta-device kernels) go to the writable
+            # home: the host user's name in /tmp/torchinductor_<user> is not ours to create
+            "--setenv", "TORCHINDUCTOR_CACHE_DIR", str(home / ".torchinductor"),
+            "--setenv", "USER", "nobody" if self.as_root else os.environ.get("USER", "student"),
+            # ipykernel would poll the host PID, which does not exist in this PID namespace
+            "--unsetenv", "JPY_PARENT_PID",
+            "--", self.prlimit, *self.limits.prlimit_args(), "--"]
 
 
 def default_sandbox(device: str = "cpu", **limit_overrides) -> BwrapSandbox:

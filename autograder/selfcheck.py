@@ -58,7 +58,7 @@ class Row:
     expected: str
     score: float = 0.0
     max_score: float = 0.0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (grade_id, check name) of failed checks
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (grade_id, check, hint) of failed checks
     lost: dict[str, float] = field(default_factory=dict)          # grade_id -> points lost
     seconds: float = 0.0
     problem: str | None = None                                   # None: as expected
@@ -156,7 +156,7 @@ def _judge(row: Row, cells: dict, kind: str, affected: set[str] | None = None) -
     """Fill ``row`` from the graded cells and say what is wrong, if anything."""
     row.score = round(sum(c.points for c in cells.values()), 2)
     row.max_score = sum(c.max_points for c in cells.values())
-    row.failed = [(gid, r.name) for gid, c in cells.items() for r in c.results if not r.passed]
+    row.failed = [(gid, r.name, r.hint) for gid, c in cells.items() for r in c.results if not r.passed]
     row.lost = {gid: round(c.max_points - c.points, 2) for gid, c in cells.items() if c.points < c.max_points}
     if kind == "reference" and row.lost:
         row.problem = f"the reference lost points: {_names(row.failed)}"
@@ -171,7 +171,7 @@ def _judge(row: Row, cells: dict, kind: str, affected: set[str] | None = None) -
             row.problem = f"lost points on unrelated cells {sorted(set(row.lost) - affected)}"
 
 
-def _names(failed: list[tuple[str, str]], width: int = 70) -> str:
+def _names(failed: list[tuple[str, str, str]], width: int = 70) -> str:
     """The first failed check (``grade_id: name``, shortened) and how many more failed."""
     first = f"{failed[0][0]}: {failed[0][1]}"
     first = first if len(first) <= width else first[:width - 3] + "..."

@@ -9,7 +9,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from autograder.protocol import LOAD_TIMEOUT, Call, run_calls  # noqa: E402
+from autograder.protocol import LOAD_TIMEOUT, Call, launcher_for, run_calls  # noqa: E402
 from autograder.sandbox import BwrapSandbox, Limits  # noqa: E402
 
 PROBE = """
@@ -62,6 +62,7 @@ def test_infinite_loop_at_top_level_fails_every_call_once(monkeypatch):
 
 MEMORY_PROBES = """
 import os
+import time
 import torch
 
 def small(x):
@@ -70,10 +71,13 @@ def small(x):
 def big(x):                 # 600 MiB, touched
     return x + torch.ones(600 * 2**20 // 4)[:1]
 
-def orphan(x):              # the 600 MiB live in a child the function never waits for
+def orphan(x):              # the 600 MiB live in a child the function never waits for (it lives on)
+    read, write = os.pipe()
     if os.fork() == 0:
         torch.ones(600 * 2**20 // 4)
-        os._exit(0)
+        os.write(write, b"done")
+        time.sleep(600)
+    os.read(read, 4)
     return x + 1
 
 def reset(x):               # the kernel's own way to reset a peak: /proc/self/clear_refs
@@ -88,9 +92,14 @@ def reset(x):               # the kernel's own way to reset a peak: /proc/self/c
 
 def test_peak_memory_of_a_sandboxed_call_is_measured_and_cannot_be_hidden():
     """The production measurement (autograder.reaper): 600 MiB more show up as >= 500 MiB,
-    also when they live in an orphaned child or after an attempt to reset the peak."""
+    also when they live in an orphaned child or after an attempt to reset the peak. The calls
+    share one sandbox, as the calls of one submission do."""
     calls = [Call(fn, [torch.ones(1)], isolated=True) for fn in ("small", "big", "orphan", "reset")]
-    outcomes = [run_calls(MEMORY_PROBES, [call], sandbox=BwrapSandbox())[0] for call in calls]
+    launcher = launcher_for(BwrapSandbox())
+    try:
+        outcomes = [run_calls(MEMORY_PROBES, [call], launcher=launcher)[0] for call in calls]
+    finally:
+        launcher.close()
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     base, *others = [o.peak_rss_bytes for o in outcomes]
     assert base is not None and 50 * 2**20 < base < 2**30, base
@@ -99,6 +108,6 @@ def test_peak_memory_of_a_sandboxed_call_is_measured_and_cannot_be_hidden():
 
 
 def test_the_reaper_refuses_to_run_outside_a_fresh_pid_namespace():
-    out = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "autograder" / "reaper.py"), "1", "--", "true"],
+    out = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "autograder" / "reaper.py"), "1", "0", "/tmp"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "PID namespace" in out.stderr

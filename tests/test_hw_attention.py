@@ -1,6 +1,7 @@
-"""The assignment hw-attention: notebook <-> suite consistency, the reference gets full marks,
-every faulty implementation of the catalog loses points on its function only, the release is
-what nbgrader generates and holds no solution, and nbgrader validate accepts/rejects correctly."""
+"""The assignment hw-attention: notebook <-> suite consistency, the reference gets full marks, the
+catalog of faulty implementations is well formed (each entry graded in the sandbox:
+test_autograder_selfcheck.py), the release is what nbgrader generates and holds no solution, and
+nbgrader validate accepts/rejects correctly."""
 from __future__ import annotations
 
 import ast
@@ -9,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import nbformat
@@ -19,7 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repo root: autograder is not installed
 from autograder.notebook import SOLUTION_REGION, submission_source  # noqa: E402
-from autograder.protocol import Check, grade  # noqa: E402
+from autograder.protocol import grade  # noqa: E402
 from autograder.suites import hw_attention as suite  # noqa: E402
 
 SOURCE_NB = ROOT / "solutions" / "hw-attention" / "hw-attention.ipynb"
@@ -137,114 +137,7 @@ def test_catalog_is_large_and_covers_every_function():
         assert defined == {breaks}, f"{name} must define exactly the function it breaks"
 
 
-def _submission(breaks: str, cell_source: str, tmp: Path) -> str:
-    """The code grading runs for a student notebook whose ``breaks`` cell holds ``cell_source``."""
-    nb = nbformat.read(SOURCE_NB, as_version=4)
-    _cell(nb, breaks).source = cell_source
-    path = tmp / f"{breaks}.ipynb"
-    nbformat.write(nb, path)
-    return submission_source(SOURCE_NB, path)
-
-
-class _Renamer(ast.NodeTransformer):
-    """Suffix the graded functions' names so many submissions can share one runner process."""
-
-    def __init__(self, suffix: str):
-        self.suffix = suffix
-
-    def visit_FunctionDef(self, node):
-        self.generic_visit(node)
-        if node.name in FUNCTIONS:
-            node.name += self.suffix
-        return node
-
-    def visit_Name(self, node):
-        if node.id in FUNCTIONS:
-            node.id += self.suffix
-        return node
-
-
-def _batched_grade(entries, tmp: Path, isolated: bool) -> dict[str, dict]:
-    """Grade many submissions with one ``grade()`` run: each submission's functions get a suffix,
-    its checks are the suite's checks renamed (and its grade ids prefixed).
-
-    Checks: with ``isolated=False`` every non-isolated check of the broken function plus the
-    visible checks of the other two; with ``isolated=True`` only the broken function's isolated checks.
-    Returns {entry name: {grade_id: CellGrade}}.
-    """
-    checks = suite.build_checks("cpu")
-    sources, grade_cells, forbidden, renamed = [], {}, {}, []
-    for name, breaks, cell_source in entries:
-        suffix = f"__{name}"
-        tree = _Renamer(suffix).visit(ast.parse(_submission(breaks, cell_source, tmp)))
-        sources.append(f"# --- cell {name} ---\n{ast.unparse(tree)}")
-        for gid, (fn, pts) in suite.GRADE_CELLS.items():
-            grade_cells[f"{name}/{gid}"] = (fn + suffix, pts)
-        for fn, names in suite.FORBIDDEN.items():
-            forbidden[fn + suffix] = names
-        for check in checks:
-            function = suite.GRADE_CELLS[check.grade_id][0]
-            is_isolated = any(call.isolated for call in check.calls)
-            wanted = (is_isolated and function == breaks) if isolated else (
-                not is_isolated and (function == breaks or "visible" in check.grade_id))
-            if wanted:
-                calls = [suite._call(call.function + suffix, call.args, call.kwargs, device=call.device,
-                                     grad_of=call.grad_of, grad_output=call.grad_output, isolated=call.isolated)
-                         for call in check.calls]
-                renamed.append(Check(f"{name}/{check.grade_id}", check.name, calls, check.verify))
-    proxy = types.SimpleNamespace(GRADE_CELLS=grade_cells, FORBIDDEN=forbidden, build_checks=lambda device: renamed)
-    cells = grade(proxy, "\n\n".join(sources), device="cpu")
-    out: dict[str, dict] = {name: {} for name, _, _ in entries}
-    for key, cell in cells.items():
-        name, gid = key.split("/", 1)
-        if cell.results:
-            out[name][gid] = cell
-    return out
-
-
-_CATALOG_GRADES: dict[str, dict] = {}  # per worker process: xdist may tear module fixtures down early
-
-
-@pytest.fixture
-def catalog_grades(tmp_path_factory) -> dict[str, dict]:
-    """Every catalog entry graded (once per process); entries not caught by the ordinary checks
-    also get the memory checks."""
-    if not _CATALOG_GRADES:
-        _CATALOG_GRADES.update(_grade_catalog(tmp_path_factory.mktemp("catalog")))
-    return _CATALOG_GRADES
-
-
-def _grade_catalog(tmp: Path) -> dict[str, dict]:
-    entries = _catalog()
-    results = _batched_grade(entries, tmp, isolated=False)
-    uncaught = [e for e in entries if all(c.points == c.max_points for gid, c in results[e[0]].items()
-                                          if suite.GRADE_CELLS[gid][0] == e[1])]
-    if uncaught:
-        for name, cells in _batched_grade(uncaught, tmp, isolated=True).items():
-            results[name].update(cells)
-    return results
-
-
-@pytest.mark.parametrize("name,breaks", [(name, breaks) for name, breaks, _ in _catalog()])
-def test_faulty_implementation_loses_points_on_its_function_only(catalog_grades, name, breaks):
-    cells = catalog_grades[name]
-    lost = {gid: cell.max_points - cell.points for gid, cell in cells.items() if cell.points < cell.max_points}
-    assert any(suite.GRADE_CELLS[gid][0] == breaks for gid in lost), f"{name} was not caught: {cells.keys()}"
-    others = {gid: pts for gid, pts in lost.items() if suite.GRADE_CELLS[gid][0] != breaks}
-    assert not others, f"{name} lost points on other functions: {others}"
-
-
-def test_batched_grading_matches_a_single_submission(tmp_path):
-    """The renaming trick changes nothing: an entry graded alone (non-isolated checks) gets the same points."""
-    entry = next(e for e in _catalog() if e[0] == "gqa_mask_top_left")
-    checks = [c for c in suite.build_checks("cpu") if not any(call.isolated for call in c.calls)
-              and (suite.GRADE_CELLS[c.grade_id][0] == entry[1] or "visible" in c.grade_id)]
-    only = types.SimpleNamespace(GRADE_CELLS=suite.GRADE_CELLS, FORBIDDEN=suite.FORBIDDEN,
-                                 build_checks=lambda device: checks)
-    alone = grade(only, _submission(entry[1], entry[2], tmp_path), device="cpu")
-    batched = _batched_grade([entry], tmp_path, isolated=False)[entry[0]]
-    assert {gid: c.points for gid, c in batched.items()} == {gid: c.points for gid, c in alone.items() if c.results}
-    assert batched["gqa_hidden"].points < batched["gqa_hidden"].max_points
+# Every catalog entry graded in the production sandbox: tests/test_autograder_selfcheck.py.
 
 
 # ----------------------------------------------------------------------------- release and nbgrader

@@ -1,0 +1,83 @@
+"""The course's nbgrader configuration: every option it sets is one nbgrader (or our hooks) really
+has, and output is cut as configured -- by nbgrader's LimitOutput (lines, tracebacks) and, in a
+real sandboxed kernel, by SandboxedExecute's byte cap."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from traitlets.config.loader import PyFileConfigLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from autograder import nbgrader_hooks  # noqa: E402
+
+
+def course_config():
+    """The configuration nbgrader loads from the repo's nbgrader_config.py (hooks included)."""
+    return PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+
+
+def _configurable_classes() -> dict[str, type]:
+    import nbconvert.exporters
+    import nbconvert.preprocessors
+    import nbgrader.apps
+    import nbgrader.converters
+    import nbgrader.coursedir
+    import nbgrader.exchange
+    import nbgrader.preprocessors
+
+    classes = {}
+    for module in (nbgrader.preprocessors, nbgrader.apps, nbgrader.converters, nbgrader.coursedir, nbgrader.exchange,
+                   nbconvert.preprocessors, nbconvert.exporters, nbgrader_hooks):
+        for name in dir(module):
+            obj = getattr(module, name)
+            if isinstance(obj, type) and hasattr(obj, "class_traits"):
+                classes.setdefault(name, obj)
+    return classes
+
+
+def test_every_configured_option_exists():
+    """nbgrader only warns ("not recognized") about an unknown option and ignores it: check here."""
+    classes = _configurable_classes()
+    unknown = []
+    for section, options in course_config().items():
+        assert section in classes, f"c.{section} configures no known class"
+        traits = classes[section].class_traits(config=True)
+        unknown += [f"c.{section}.{option}" for option in options if option not in traits]
+    assert not unknown, f"not nbgrader options: {unknown}"
+
+
+def test_limit_output_cuts_long_streams_and_tracebacks():
+    from nbgrader.preprocessors import LimitOutput
+
+    config = course_config()
+    limit = LimitOutput(config=config)
+    cell = nbformat.v4.new_code_cell("print(...)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x\n" * 100_000),
+                    nbformat.v4.new_output("error", ename="E", evalue="e", traceback=[f"line {i}" for i in range(5000)])]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb, _ = limit.preprocess(nb, {})
+    stream, error = nb.cells[0].outputs
+    assert len(stream.text.split("\n")) == config.LimitOutput.max_lines == 500
+    assert stream.text.endswith("... Output truncated ...")
+    assert len(error.traceback) == config.LimitOutput.max_traceback == 100
+    assert "... Traceback truncated ..." in error.traceback
+
+
+def test_sandboxed_kernel_drops_output_beyond_the_byte_cap(tmp_path):
+    """One gigantic line (no newline for LimitOutput to count) in a real sandboxed kernel."""
+    config = course_config()
+    execute = nbgrader_hooks.SandboxedExecute(config=config)
+    execute.max_output_bytes = 100_000
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import sys\nfor _ in range(50):\n    sys.stdout.write('y' * 100_000)\n    sys.stdout.flush()"),
+        nbformat.v4.new_code_cell("print('after')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb, _ = execute.preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    texts = [out.get("text", "") for cell in nb.cells for out in cell.outputs]
+    marker = "\n[output beyond 100000 bytes dropped]\n"
+    assert marker in texts, [t[:80] for t in texts]
+    assert sum(len(t) for t in texts) <= 100_000 + len(marker)  # of the 5 MB written
+    assert "after" not in "".join(texts)  # dropped as well: the cap is per notebook
