@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # nbgrader runs from anywhere; the suites import autograder.*
     sys.path.insert(0, str(ROOT))
 
+from autograder import feedback  # noqa: E402
 from autograder.notebook import submission_source  # noqa: E402
 from autograder.sandbox import Limits, default_sandbox  # noqa: E402
 
@@ -291,6 +292,7 @@ def configure(c) -> None:
     c.LimitOutput.max_traceback = 100
     c.SandboxedExecute.timeout = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", 60))
     c.SandboxedExecute.notebook_timeout = int(os.environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", 600))
+    feedback.configure(c)  # feedback HTML with MathJax inlined (renders offline)
     if os.environ.get("AUTOGRADER_DB_URL"):  # PostgreSQL (or any SQLAlchemy URL) for parallel TAs
         c.CourseDirectory.db_url = os.environ["AUTOGRADER_DB_URL"]
     if os.environ.get("AUTOGRADER_COURSE_ROOT"):

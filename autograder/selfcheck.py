@@ -68,6 +68,11 @@ class Row:
         return self.problem is None
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repo when it is inside it (shorter messages), else as is."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def catalog_folder(assignment: str) -> Path:
     from autograder.suites import module_name
 
@@ -80,7 +85,7 @@ def load_catalog(assignment: str) -> list[Entry]:
     paths = sorted(folder.glob("*.py"))
     if not paths:
         raise SelfcheckError(f"no catalog of faulty implementations for {assignment!r}: expected "
-                             f"{folder.relative_to(ROOT)}/*.py (one solution cell each, with BREAKS = \"<cell>\")")
+                             f"{_shown(folder)}/*.py (one solution cell each, with BREAKS = \"<cell>\")")
     entries = []
     for path in paths:
         source = path.read_text()
@@ -213,7 +218,7 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
     if only:
         unknown = sorted(set(only) - {e.name for e in entries} - set(FIXED_ROWS))
         if unknown:
-            raise SelfcheckError(f"no catalog entries {unknown} in {catalog_folder(assignment).relative_to(ROOT)}")
+            raise SelfcheckError(f"no catalog entries {unknown} in {_shown(catalog_folder(assignment))}")
     source_nb = course_root / "solutions" / assignment / suite.NOTEBOOK
     release_nb = course_root / "assignments" / assignment / suite.NOTEBOOK
     for path, what in ((source_nb, "instructor notebook"), (release_nb, "release notebook (run generate)")):
