@@ -206,6 +206,9 @@ class LocalLauncher:
                                      cwd=out, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
 
+    def prestart(self) -> None:
+        pass
+
     def poll(self) -> tuple[int, int | None] | None:
         """(exit status, peak RSS in bytes) once the run has ended, else None."""
         pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
@@ -245,7 +248,7 @@ class SandboxLauncher:
         os.chmod(self.workdir, 0o755)
         self.home = self.workdir / "home"
         self.home.mkdir()
-        self.proc, self.report, self.control = None, None, None
+        self.proc, self.report, self.control, self.ready = None, None, None, False
 
     def new_job(self) -> tuple[Path, Path]:
         job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
@@ -256,7 +259,8 @@ class SandboxLauncher:
             os.chown(out, NOBODY, NOBODY)
         return job, out
 
-    def _ensure_started(self) -> None:
+    def prestart(self) -> None:
+        """Start the sandbox now (its trusted parent imports torch meanwhile); runs wait for it."""
         if self.proc is not None and self.proc.poll() is None:
             return
         self._stop()
@@ -273,11 +277,17 @@ class SandboxLauncher:
         finally:
             os.close(report_w)
             os.close(control_r)
-        self.report, self.control = Lines(report_r), control_w
+        self.report, self.control, self.ready = Lines(report_r), control_w, False
+
+    def _ensure_started(self) -> None:
+        self.prestart()
+        if self.ready:
+            return
         if self.report.next(REAPER_START_TIMEOUT) != "ready":
             self._stop()
             raise RuntimeError("the grading sandbox did not start (bubblewrap, or the trusted parent "
                                "autograder/reaper.py, failed)")
+        self.ready = True
 
     def start(self, job: Path, out: Path, first: int) -> None:
         self._ensure_started()
@@ -441,6 +451,7 @@ def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None
 
 def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGrade]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    launcher.prestart()  # the sandbox starts while the checks are built
     checks: list[Check] = suite.build_checks(device)
     unknown = {c.grade_id for c in checks} - set(suite.GRADE_CELLS)
     if unknown:

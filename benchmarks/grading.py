@@ -1,0 +1,135 @@
+"""Grading speed: the hidden suite per submission, and ``autograde`` end to end per submission per worker.
+
+Targets (issue 11): the hidden suite <= 10 s per submission (CPU and GPU); end to end <= 10 s
+per submission per worker on the 2-core CPU; no loss of isolation (every submission still gets
+its own sandbox, every run of its code a fresh process).
+
+- ``hidden``: what ``TrustedVerdicts`` does for one notebook -- build the suite's checks, grade
+  the reference solution's code with :func:`autograder.protocol.grade` in the production
+  sandbox -- repeated; wall seconds and the CPU seconds of the grader and all its children.
+- ``e2e``: a course with ``--class-size`` copies of the reference submission, graded by
+  ``python -m autograder autograde --workers W`` (nbgrader, sandboxed kernel, hidden suite);
+  wall / submissions * workers = seconds per submission per worker.
+
+Usage: .venv/bin/python benchmarks/grading.py [--device cpu] [--repeats 3] [--class-size 4] [--workers 2]
+       [--skip-e2e] [--out benchmarks/results/grading.md]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+ASSIGNMENTS = ("hw-attention", "hw-conv")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its reaped children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def hidden_suite(assignment: str, device: str, repeats: int) -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds) of each of ``repeats`` hidden-suite gradings of the reference."""
+    from autograder.notebook import submission_source
+    from autograder.protocol import grade
+    from autograder.sandbox import default_sandbox
+    from autograder.suites import load_suite
+
+    suite = load_suite(assignment)
+    code = submission_source(ROOT / "solutions" / assignment / suite.NOTEBOOK)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        start, cpu = time.monotonic(), cpu_seconds()
+        cells = grade(suite, code, device=device, sandbox=default_sandbox(device))
+        walls.append(time.monotonic() - start)
+        cpus.append(cpu_seconds() - cpu)
+        lost = {gid: c.points for gid, c in cells.items() if c.points < c.max_points}
+        assert not lost, f"the reference lost points: {lost}"
+    return walls, cpus
+
+
+def end_to_end(assignment: str, class_size: int, workers: int, device: str) -> float:
+    """Seconds per submission per worker of ``autograde`` on a class of reference submissions."""
+    from autograder.suites import load_suite
+
+    suite = load_suite(assignment)
+    env = {**os.environ, "AUTOGRADER_DEVICE": device,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("AUTOGRADER_DB_URL", None)
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
+        course = Path(tmp) / "course"
+        shutil.copytree(ROOT / "solutions" / assignment, course / "solutions" / assignment)
+        cli = [sys.executable, "-m", "autograder", "--course-root", str(course)]
+        subprocess.run(cli + ["generate", assignment], cwd=ROOT, env=env, check=True, capture_output=True)
+        for i in range(class_size):
+            folder = course / "submitted" / f"student{i:02d}" / assignment
+            folder.mkdir(parents=True)
+            shutil.copy(course / "solutions" / assignment / suite.NOTEBOOK, folder / suite.NOTEBOOK)
+            (folder / "timestamp.txt").write_text("2026-01-15 12:00:00.000000 UTC")
+        start = time.monotonic()
+        result = subprocess.run(cli + ["autograde", assignment, "--workers", str(workers)], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+        wall = time.monotonic() - start
+        if result.returncode != 0 or result.stdout.count(" graded ") < class_size:
+            raise RuntimeError(f"autograde failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return wall / class_size * workers
+
+
+def machine(device: str) -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "no GPU used"
+    load = os.getloadavg()
+    return (f"{platform.machine()} with {os.cpu_count()} CPU cores ({gpu}), Python {platform.python_version()}, "
+            f"torch {torch.__version__}; load average at the start {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} "
+            f"(above the core count: the machine was shared with other jobs)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--class-size", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "grading.md"))
+    args = parser.parse_args()
+    lines = [f"# Grading speed ({args.device})", "",
+             f"Command: `.venv/bin/python benchmarks/grading.py --device {args.device} --repeats {args.repeats} "
+             f"--class-size {args.class_size} --workers {args.workers}`", "",
+             f"**Machine: {machine(args.device)}.** {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+             "Hidden suite: the reference solution graded by `autograder.protocol.grade` in the production sandbox "
+             "(checks built, one sandbox per submission, every run a fresh forked process); median and all runs. "
+             "CPU = user + system seconds of the grader and all its children (independent of other jobs' load).", "",
+             "| assignment | hidden suite wall (s), median | runs (s) | CPU (s), median | target |", "|---|---|---|---|---|"]
+    for assignment in ASSIGNMENTS:
+        walls, cpus = hidden_suite(assignment, args.device, args.repeats)
+        lines.append(f"| {assignment} | {statistics.median(walls):.1f} | {', '.join(f'{w:.1f}' for w in walls)} | "
+                     f"{statistics.median(cpus):.1f} | <= 10 s per submission |")
+        print(lines[-1], flush=True)
+    if not args.skip_e2e:
+        lines += ["", f"End to end: `python -m autograder autograde ASSIGNMENT --workers {args.workers}` on "
+                  f"{args.class_size} copies of the reference submission (nbgrader, the notebook in a sandboxed "
+                  "kernel, the hidden suite, the gradebook).", "",
+                  "| assignment | s per submission per worker | target |", "|---|---|---|"]
+        for assignment in ASSIGNMENTS:
+            per = end_to_end(assignment, args.class_size, args.workers, args.device)
+            lines.append(f"| {assignment} | {per:.1f} | <= 10 s |")
+            print(lines[-1], flush=True)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
