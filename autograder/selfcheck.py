@@ -317,8 +317,8 @@ def run(args: argparse.Namespace, course_root: Path = ROOT) -> int:
 
     def progress(row):
         done.append(row)
-        print(f"[{len(done)}] {row.entry}: {'ok' if row.ok else 'MISS'} ({row.seconds:.0f} s)", file=sys.stderr,
-              flush=True)
+        verdict = "ok" if row.ok else f"MISS: {row.problem[:300]}"
+        print(f"[{len(done)}] {row.entry}: {verdict} ({row.seconds:.0f} s)", file=sys.stderr, flush=True)
     try:
         rows = run_selfcheck(args.assignment, device, args.workers, args.only, course_root, progress=progress)
     except SelfcheckError as err:

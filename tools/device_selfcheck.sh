@@ -9,7 +9,8 @@
 # Jupyter, no install: the repo's autograder/ and src/ (lec4) go on PYTHONPATH.
 # Writes selfcheck_<assignment>.md (tables for benchmarks/results/) and .log files to
 # $OUT (else ./selfcheck-out). Exit status: 0 both passed, 1 a miss, 2 could not check.
-# WORKERS: submissions graded at once per assignment (default: half the cores, at most 8).
+# WORKERS: submissions graded at once per assignment (default: a third of the cores, at most 6;
+# both assignments run at the same time).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 out="${OUT:-$PWD/selfcheck-out}"
@@ -22,11 +23,30 @@ for tool in bwrap prlimit setpriv python3; do
 done
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD:$PWD/src" PYTHONUNBUFFERED=1
 cores=$(nproc)
-workers="${WORKERS:-$(( cores / 2 > 8 ? 8 : (cores / 2 < 1 ? 1 : cores / 2) ))}"
+workers="${WORKERS:-$(( cores / 3 > 6 ? 6 : (cores / 3 < 1 ? 1 : cores / 3) ))}"
 args=("$@")
 [[ " $* " == *" --device "* ]] || args=(--device cuda "${args[@]}")
-python3 -c 'import sys, torch; print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.cuda.is_available()}")'
+device=cuda
+for (( i = 0; i < ${#args[@]} - 1; i++ )); do [[ ${args[i]} == --device ]] && device=${args[i+1]}; done
+# Warm-up (and a first diagnosis): torch and, with --device cuda, the CUDA libraries read once into
+# the page cache, so the sandboxes that start next do not all read them from disk at once.
+python3 -c 'import sys, time; t = time.time(); import torch; i = time.time() - t
+cuda = torch.cuda.is_available()
+if cuda: torch.zeros(1, device="cuda"); torch.cuda.synchronize()
+print(f"python {sys.version.split()[0]}, torch {torch.__version__} (import {i:.1f} s), cuda {cuda}"
+      + (f": {torch.cuda.get_device_name(0)}, first kernel after {time.time() - t:.1f} s" if cuda else ""))'
 bwrap --version
+# One call through the production sandbox on the device: says at once whether it works here.
+DEVICE="$device" python3 - <<'EOF'
+import os, time, torch
+from autograder.protocol import Call, run_calls
+from autograder.sandbox import default_sandbox
+device, start = os.environ["DEVICE"], time.monotonic()
+out = run_calls("import torch\ndef f(x):\n    return 2 * x\n", [Call("f", [torch.ones(3)], device=device, isolated=True)],
+                sandbox=default_sandbox(device))[0]
+print(f"sandbox smoke test on {device}: ok={out.ok} error={out.error} peak RSS {out.peak_rss_bytes} B, "
+      f"CUDA peak {out.cuda_peak_bytes} B ({time.monotonic() - start:.1f} s)", flush=True)
+EOF
 start=$(date +%s)
 pids=()
 for assignment in hw-attention hw-conv; do
