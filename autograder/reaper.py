@@ -167,6 +167,11 @@ def run_once(job_dir: str, out_dir: str, first: int, home: str, uid: int | None,
 def serve(report_fd: int, control_fd: int, home: str, uid: int | None) -> int:
     """Answer the grader's ``run``/``kill`` lines until it closes the control pipe."""
     import torch  # noqa: F401  (trusted imports every run shares, copy-on-write)
+    # Ops on the meta device (the hidden suites' "another device" checks) import torch._dynamo
+    # and sympy on first use: seconds in every run; imported here once (no threads start).
+    import torch._decomp  # noqa: F401
+    import torch._dynamo  # noqa: F401
+    import torch._refs  # noqa: F401
     from autograder import runner  # noqa: F401
 
     control = Lines(control_fd)

@@ -210,3 +210,18 @@ def test_nbgrader_validate_fails_clearly_on_the_blank_release(tmp_path):
     result = _validate(RELEASE_NB, tmp_path)
     assert "VALIDATION FAILED" in result.stdout, result.stdout + result.stderr
     assert "NotImplementedError" in result.stdout
+
+
+def test_trusted_pretraining_is_torch_sgd_with_momentum():
+    """The suite's hand-written SGD (no torch.optim: its import costs seconds per graded notebook)."""
+    params = [p.requires_grad_() for p in hw_conv._initial_params(1201)]
+    optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
+    _, _, x, y = hw_conv._digits_batches()
+    for step in range(60):
+        batch = slice((step * 32) % (len(y) - 32), (step * 32) % (len(y) - 32) + 32)
+        loss = torch.nn.functional.cross_entropy(hw_conv.reference_cnn_logits(x[batch], *params), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for ours, reference in zip(hw_conv._pretrained_params(1201), params):
+        torch.testing.assert_close(ours, reference.detach(), atol=1e-12, rtol=0)

@@ -349,15 +349,18 @@ def _initial_params(seed: int) -> list[torch.Tensor]:
 def _pretrained_params(seed: int, steps: int = 60) -> list[torch.Tensor]:
     """Parameters after some trusted SGD on other digits, so the graded step is mid-training."""
     _, _, x_train, y_train = _digits_batches()
-    params = [p.requires_grad_() for p in _initial_params(seed)]
-    optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
-    for step in range(steps):
+    params = _initial_params(seed)
+    velocity = [torch.zeros_like(p) for p in params]
+    lr, momentum = 0.05, 0.9
+    for step in range(steps):  # SGD with momentum, as torch.optim.SGD (whose import costs seconds: torch._dynamo)
         batch = slice((step * 32) % (len(y_train) - 32), (step * 32) % (len(y_train) - 32) + 32)
-        loss = F.cross_entropy(reference_cnn_logits(x_train[batch], *params), y_train[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return [p.detach() for p in params]
+        leaves = [p.requires_grad_() for p in params]
+        loss = F.cross_entropy(reference_cnn_logits(x_train[batch], *leaves), y_train[batch])
+        grads = torch.autograd.grad(loss, leaves)
+        with torch.no_grad():
+            velocity = [g if step == 0 else momentum * v + g for v, g in zip(velocity, grads)]
+            params = [p.detach() - lr * v for p, v in zip(params, velocity)]
+    return params
 
 
 def training_step_check(params: list[torch.Tensor], dtype: torch.dtype, label: str, device: str) -> Check:
