@@ -6,7 +6,7 @@ its own sandbox, every run of its code a fresh process).
 
 - ``hidden``: what ``TrustedVerdicts`` does for one notebook -- build the suite's checks, grade
   the reference solution's code with :func:`autograder.protocol.grade` in the production
-  sandbox -- repeated; wall seconds and the CPU seconds of the grader and all its children.
+  sandbox -- repeated; wall seconds, and the CPU seconds of the grading process itself.
 - ``e2e``: a course with ``--class-size`` copies of the reference submission, graded by
   ``python -m autograder autograde --workers W`` (nbgrader, sandboxed kernel, hidden suite);
   wall / submissions * workers = seconds per submission per worker.
@@ -111,8 +111,10 @@ def main() -> None:
              f"**Machine: {machine(args.device)}.** {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
              "Hidden suite: the reference solution graded by `autograder.protocol.grade` in the production sandbox "
              "(checks built, one sandbox per submission, every run a fresh forked process); median and all runs. "
-             "CPU = user + system seconds of the grader and all its children (independent of other jobs' load).", "",
-             "| assignment | hidden suite wall (s), median | runs (s) | CPU (s), median | target |", "|---|---|---|---|---|"]
+             "Grader CPU = user + system seconds of the grading process itself (building the checks, judging); the "
+             "sandboxed runs are not in it (bubblewrap does not hand their usage up).", "",
+             "| assignment | hidden suite wall (s), median | runs (s) | grader CPU (s), median | target |",
+             "|---|---|---|---|---|"]
     for assignment in ASSIGNMENTS:
         walls, cpus = hidden_suite(assignment, args.device, args.repeats)
         lines.append(f"| {assignment} | {statistics.median(walls):.1f} | {', '.join(f'{w:.1f}' for w in walls)} | "
