@@ -7,7 +7,8 @@ writable place. ``solutions/``, the hidden-test suites, the gradebook and the ot
 students' folders are simply not there. There is no network (``--unshare-net``), its own
 PID namespace (it cannot signal the grader), and resource limits set with ``prlimit``:
 address space (memory), CPU seconds, processes/threads, size of any written file, open files.
-``/proc`` is mounted read-only (a process cannot reset its own peak-memory counter).
+``/proc`` is mounted read-only on the CPU (a process cannot reset its own peak-memory counter);
+GPU sandboxes keep it writable, as CUDA needs, and judge memory by the CUDA allocator's peak.
 
 Graded calls run under :meth:`BwrapSandbox.wrap_reaper`: the sandbox's program is then the
 trusted :mod:`autograder.reaper`, which starts each run of the submission's code as
@@ -143,8 +144,14 @@ class BwrapSandbox:
         if self.gpu:
             for dev in sorted(Path("/dev").glob("nvidia*")):
                 cmd += ["--dev-bind", str(dev), str(dev)]
+        cmd += ["--bind", str(workdir), str(workdir)]
+        if not self.gpu:
+            # A read-only /proc breaks CUDA's initialisation (cudaGetDeviceCount: error 304, seen on
+            # an H100 node), so GPU sandboxes keep it writable; their memory checks read the CUDA
+            # allocator's peak, not the reaper's resident-set peak.
+            cmd += ["--remount-ro", "/proc"]
         return cmd + [
-            "--bind", str(workdir), str(workdir), "--remount-ro", "/proc", "--chdir", str(home),
+            "--chdir", str(home),
             "--setenv", "HOME", str(home), "--setenv", "TMPDIR", "/tmp",
             "--setenv", "MPLCONFIGDIR", str(home / ".matplotlib"),
             "--setenv", "WANDB_MODE", "disabled", "--unsetenv", "AUTOGRADER_DB_URL",
