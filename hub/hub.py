@@ -44,6 +44,8 @@ HUB = Path(__file__).resolve().parent
 ROOT = HUB.parent
 VENV_BIN = Path(sys.executable).parent
 STATE = Path(os.environ.get("LEC4_HUB_STATE", HUB / "state")).resolve()
+# the OS users are shared by every hub of this checkout (tests run their own): one password file
+ACCOUNTS = HUB / "state" / "accounts.txt"
 STAFF_GROUP, STUDENT_GROUP = "lec4-staff", "lec4-students"
 USERS = {"instructor": STAFF_GROUP, "ta": STAFF_GROUP, "student1": STUDENT_GROUP, "student2": STUDENT_GROUP}
 ADMINS = {"instructor"}
@@ -65,7 +67,7 @@ class HubError(SystemExit):
 def paths(state: Path = STATE) -> dict[str, Path]:
     """Where the hub keeps its state (one place for every path the config and tests use)."""
     return {"state": state, "exchange": state / "exchange", "course": state / "course",
-            "accounts": state / "accounts.txt", "pid": state / "hub.pid", "runtime": state / "runtime",
+            "accounts": ACCOUNTS, "pid": state / "hub.pid", "runtime": state / "runtime",
             "log": state / "jupyterhub.log", "repo": state / "git" / "cmu-10423" / "lecture4-book"}
 
 
@@ -227,11 +229,7 @@ def user_environment(user: str, where: dict[str, Path], course: str) -> dict[str
     (hub/config/student or hub/config/staff) and the course values those configs read."""
     return {"JUPYTER_CONFIG_PATH": str(HUB / "config" / role(user)), "LEC4_COURSE_ID": course,
             "LEC4_EXCHANGE": str(where["exchange"]), "LEC4_COURSE_ROOT": str(where["course"]),
-            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", INSTANCE_VAR: str(where["state"]),
-            # nbgitpuller clones the course repository (owned by root): git's ownership check
-            # would refuse it; trust exactly that one repository (command-line scope config)
-            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
-            "GIT_CONFIG_VALUE_0": str(where["repo"] / ".git")}
+            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", INSTANCE_VAR: str(where["state"])}
 
 
 def ensure_course_repository(repo: Path) -> None:
@@ -240,6 +238,13 @@ def ensure_course_repository(repo: Path) -> None:
     if not (repo / ".git").exists():
         repo.parent.mkdir(parents=True, exist_ok=True)
         _run("git", "clone", "--quiet", "--branch", "main", str(ROOT), str(repo))
+    # nbgitpuller clones it as each user; git refuses a repository another user owns unless the
+    # user's ~/.gitconfig trusts it (git 2.39 ignores safe.directory from the environment)
+    for user in USERS:
+        trusted = subprocess.run(["runuser", "-u", user, "--", "env", f"HOME={pwd.getpwnam(user).pw_dir}", "git",
+                                  "config", "--global", "--get-all", "safe.directory"], capture_output=True, text=True)
+        if str(repo / ".git") not in trusted.stdout.split():
+            _run("git", "config", "--global", "--add", "safe.directory", str(repo / ".git"), user=user)
 
 
 # ---------------------------------------------------------------- the hub process
@@ -319,6 +324,7 @@ def start(port: int) -> int:
     os.chmod(where["runtime"], 0o700)
     if where["pid"].exists() and _alive(int(where["pid"].read_text())):
         raise HubError(f"a hub from this checkout is already running (pid {where['pid'].read_text()}): `make hub-stop`.")
+    where["accounts"].parent.mkdir(parents=True, exist_ok=True)
     passwords = ensure_users(where["accounts"])
     for folder in make_interpreter_reachable():
         print(f"note: made {folder} enterable by other users (o+x, not listable) so they can run {sys.executable}")

@@ -423,7 +423,7 @@ def course_loop(hub, chromium, tmp_path, request):
                           timeout=180_000)
         tab = page.locator(".lm-TabBar-tab", has_text="modern_transformers")
         tab.first.wait_for()
-        page.get_by_text("Modern Transformers").first.wait_for()
+        page.locator(".cm-content:visible", has_text="Modern Transformers").first.wait_for()
         shot(page, "6-launch-button-chapter")
         pulled = Path(pwd.getpwnam("student1").pw_dir, "lecture4-book", "book", "modern_transformers.md")
         committed = subprocess.run(["git", "show", "HEAD:book/modern_transformers.md"], cwd=ROOT,
