@@ -5,8 +5,8 @@ would in headless Chromium (Playwright), each user in their own browser profile:
 2. student1 fetches it in the Assignments panel, fills apply_rope, runs all, validates, submits;
 3. student2 submits a partial solution, then from a notebook on their own server tries to list
    the inbound folder, read student1's submission and overwrite it: all three are denied;
-4. the TA collects, autogrades and writes feedback (`python -m autograder ...`, as OS user `ta`)
-   and returns it with `nbgrader release_feedback`; student1 fetches and opens it;
+4. the TA collects, autogrades, writes and returns feedback (`python -m autograder ...`, as OS
+   user `ta`); student1 fetches and opens it (nothing requested outside the hub: math offline);
 5. students have no Formgrader / Create Assignment (the instructor has both);
 6. the built book's launch button opens the chapter in student1's server through nbgitpuller,
    from a local git clone of this repository.
@@ -338,9 +338,7 @@ def course_loop(hub, chromium, tmp_path, request):
         for args in (["collect", ASSIGNMENT], ["autograde", ASSIGNMENT, "--workers", "2"], ["feedback", ASSIGNMENT]):
             r = as_user(hub, "ta", *cli, *args)
             assert r.returncode == 0, f"{args}: {r.stdout[-3000:]}{r.stderr[-3000:]}"
-        # `python -m autograder release-feedback` is not in main yet: nbgrader's own command
-        r = as_user(hub, "ta", PY, "-m", "nbgrader", "release_feedback", ASSIGNMENT, f"--CourseDirectory.root={course}",
-                    f"--Exchange.root={exchange}", f"--CourseDirectory.course_id={course_hub.course_id()}")
+        r = as_user(hub, "ta", *cli, "release-feedback", ASSIGNMENT)
         assert r.returncode == 0, r.stdout + r.stderr
         from nbgrader.api import Gradebook
 
@@ -434,6 +432,32 @@ def course_loop(hub, chromium, tmp_path, request):
     print("[hub] times: " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMES.items()), flush=True)
     for context in (instructor_ctx, s1_ctx, s2_ctx):
         context.close()
+
+
+def test_feedback_renders_math_offline(hub):
+    """The feedback page student1 opened in step 4 requested nothing outside the hub."""
+    assert "external requests" in FEEDBACK, "the loop did not reach step 4"
+    assert not FEEDBACK["external requests"], f"the feedback page loads: {FEEDBACK['external requests'][:5]}"
+
+
+def test_clear_errors_for_not_root_port_taken_missing_node(hub, tmp_path):
+    """`make hub` refuses with a message naming the fix (the hub fixture made the venv reachable)."""
+    start = [PY, str(ROOT / "hub" / "hub.py"), "start"]
+    env = {**os.environ, "LEC4_HUB_STATE": str(tmp_path / "state")}
+    r = subprocess.run(["runuser", "-u", "nobody", "--", *start], cwd="/", env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "needs root" in r.stderr and "sudo make hub" in r.stderr, r.stderr
+    assert "create the OS users" in r.stderr and "LocalProcessSpawner" in r.stderr, r.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([*start, "--port", str(port)], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and f"port {port} is already in use" in r.stderr, r.stderr
+    assert f"HUB_PORT={port + 1}" in r.stderr, r.stderr
+    no_node = {**env, "PATH": str(Path(PY).parent)}  # the venv only: no node on PATH
+    r = subprocess.run([*start, "--port", str(free_port())], env=no_node, capture_output=True, text=True)
+    assert r.returncode != 0 and "Node.js not found" in r.stderr and "apt-get install nodejs" in r.stderr, r.stderr
+    assert not (tmp_path / "state").exists()  # refused before touching anything
 
 
 # ---------------------------------------------------------------- configured URLs (no hub needed)
