@@ -234,6 +234,13 @@ def _last_error(log: str) -> str | None:
     return None
 
 
+def visible_gpu_ids(count: int) -> list[str]:
+    """The ids a worker may put in CUDA_VISIBLE_DEVICES: the inherited list when one is set
+    (a Slurm task bound to GPUs "2,3" must stay on them), else 0 .. count-1."""
+    inherited = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return inherited[:count] if inherited else [str(i) for i in range(count)]
+
+
 def autograde(course: Course, assignment: str, students: list[str] | None, workers: int,
               require_gpu: bool, regrade: bool, timeout: float) -> int:
     import torch
@@ -264,9 +271,10 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
     print(f"grading {len(students)} submission(s) of {assignment} with {workers} worker(s) on {device_note}")
     started = time.monotonic()
     results: list[Result] = []
+    gpu_ids = visible_gpu_ids(gpus)
     with ThreadPoolExecutor(workers) as pool:
         futures = {pool.submit(grade_one, course, suite, assignment, s,
-                               str(i % gpus) if gpus else None, regrade, timeout): s
+                               gpu_ids[i % len(gpu_ids)] if gpu_ids else None, regrade, timeout): s
                    for i, s in enumerate(students)}
         for future in tqdm(as_completed(futures), total=len(futures), unit="sub", file=sys.stderr):
             try:

@@ -79,3 +79,14 @@ def test_a_missing_solution_cell_is_an_empty_answer_not_the_instructors(tmp_path
     code = submission_source(source, submitted)
     assert "BEGIN SOLUTION" not in code and "def apply_rope" not in code
     assert "BEGIN SOLUTION" in submission_source(source)  # the reference layout does use them
+
+
+def test_workers_keep_the_gpus_they_inherit(monkeypatch):
+    """A Slurm task bound to GPUs 2 and 3 grades on them, not on 0 and 1."""
+    from autograder.cli import visible_gpu_ids
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
+    assert visible_gpu_ids(2) == ["2", "3"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert visible_gpu_ids(2) == ["0", "1"]
+    assert visible_gpu_ids(0) == []
