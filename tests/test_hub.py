@@ -416,7 +416,9 @@ def course_loop(hub, chromium, tmp_path, request):
         href = link.get_attribute("href")
         assert href.startswith(hub["url"]) and "lecture4-book" in href, href
         page.locator(".dropdown-launch-buttons button").first.click()
-        link.click()
+        with s1_ctx.expect_page(timeout=60_000) as opened:  # the button's link has target="_blank"
+            link.click()
+        page = opened.value
         page.wait_for_url(re.compile(r"/user/student1/lab/tree/lecture4-book/book/modern_transformers"),
                           timeout=180_000)
         tab = page.locator(".lm-TabBar-tab", has_text="modern_transformers")
