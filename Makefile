@@ -22,7 +22,7 @@ book: env
 	$(PY) tools/build_book.py
 
 check-system:
-	@$(PY) tools/check_system.py
+	@$(PY) tools/check_system.py --install
 
 # loadfile: a file's tests share a worker (the e2e classes run one after the other, each
 # catalog is graded once); the book is built once for all workers (tests/conftest.py).
