@@ -92,8 +92,9 @@ def machine(device: str) -> str:
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "no GPU used"
     load = os.getloadavg()
     return (f"{platform.machine()} with {os.cpu_count()} CPU cores ({gpu}), Python {platform.python_version()}, "
-            f"torch {torch.__version__}; load average at the start {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} "
-            f"(above the core count: the machine was shared with other jobs)")
+            f"torch {torch.__version__}; load average at the start {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}"
+            + (" (above the core count: the machine was shared with other jobs)" if load[0] > (os.cpu_count() or 1)
+               else " (idle)"))
 
 
 def main() -> None:
