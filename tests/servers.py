@@ -25,7 +25,7 @@ import pytest
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 SLURM_PROGRAMS = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd",
                   "sbatch": "slurm-client", "scontrol": "slurm-client", "scancel": "slurm-client"}
-SLURM_PACKAGES = "slurm-wlm munge"  # Debian packages; .ci/run installs them
+SLURM_PACKAGES = "slurm-wlm munge"  # Debian packages; `make test` installs them
 
 
 def free_port() -> int:
@@ -39,7 +39,7 @@ def free_port() -> int:
 def postgres_server():
     """Yield the SQLAlchemy URL of database ``lec4`` on a fresh PostgreSQL server (user grader)."""
     if PG_BIN is None or not (PG_BIN / "initdb").exists():
-        pytest.fail("PostgreSQL not installed: apt-get install postgresql (.ci/run does it)")
+        pytest.fail("PostgreSQL not installed: apt-get install postgresql (`make test` does it)")
     base = Path(tempfile.mkdtemp(prefix="pg-"))  # pytest's tmp_path is private to root
     data = base / "data"
     data.mkdir()
@@ -74,7 +74,7 @@ def slurm_missing() -> list[str]:
     lacking = sorted({f"{prog} (package {pkg})" for prog, pkg in SLURM_PROGRAMS.items() if not shutil.which(prog)
                       and not Path("/usr/sbin", prog).exists()})
     if lacking:
-        missing.append("programs " + ", ".join(lacking) + f": apt-get install {SLURM_PACKAGES} (.ci/run does it)")
+        missing.append("programs " + ", ".join(lacking) + f": apt-get install {SLURM_PACKAGES} (`make test` does it)")
     return missing
 
 

@@ -81,7 +81,7 @@ def test_feedback_loads_nothing_from_the_network(fetched_feedback):
 
 def test_feedback_math_is_typeset_offline_in_chromium(fetched_feedback):
     if not Path(CHROMIUM).exists():
-        pytest.fail("chromium not found: install Debian's chromium (.ci/run does)")
+        pytest.fail("chromium not found: install Debian's chromium (`make test` does)")
     from playwright.sync_api import sync_playwright
 
     requested: list[str] = []

@@ -54,7 +54,7 @@ def site_url(built_book):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail("chromium not found: install Debian's chromium and chromium-driver (.ci/run does)")
+        pytest.fail("chromium not found: install Debian's chromium and chromium-driver (`make test` does)")
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile, sync_playwright() as p:

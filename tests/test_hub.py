@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from servers import free_port
 from test_browser import CHROMIUM, FLAGS
 
 sys.path.insert(0, str(ROOT / "hub"))
@@ -49,12 +50,6 @@ FEEDBACK: dict[str, list] = {}  # what step 4 saw when student1 opened the feedb
 
 
 # ---------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def as_user(hub, user: str, *cmd: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run a command as one of the hub's OS users, in the environment of a terminal of their server."""
     home = pwd.getpwnam(user).pw_dir
@@ -161,7 +156,7 @@ def hub():
 @pytest.fixture(scope="module")
 def chromium():
     if not Path(CHROMIUM).exists():
-        pytest.fail("chromium not found: install Debian's chromium (.ci/run does)")
+        pytest.fail("chromium not found: install Debian's chromium (`make test` does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
