@@ -7,11 +7,11 @@ autograde``, which runs it per student) does:
 1. sanitize (nbgrader's own): clear outputs, drop duplicate ids, restore the kernel spec
    and the instructor's test cells and metadata, re-add deleted test cells;
 2. :class:`SandboxedExecute`: run the notebook in a kernel confined by bubblewrap
-   (:mod:`autograder.sandbox`, connected over Unix sockets since it has no network),
+   (:mod:`autograder.engine.sandbox`, connected over Unix sockets since it has no network),
    with a per-cell timeout, a per-notebook time budget, a cap on output size, and a
    clear note in the cell where the kernel died or timed out;
 3. :class:`TrustedVerdicts`: grade the submission's code with the assignment's hidden
-   suite (:func:`autograder.protocol.grade`, its own sandboxed runner, verdicts computed
+   suite (:func:`autograder.engine.grading.grade`, its own sandboxed runner, verdicts computed
    outside) and *replace* every graded cell's output by that verdict -- a pass/fail list
    with short hints and the partial credit as the ``execute_result`` nbgrader reads. So
    whatever the kernel printed, raised or patched, nbgrader's ``SaveAutoGrades`` only
@@ -39,12 +39,10 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
 from traitlets import Float, Instance, Integer, Unicode
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # nbgrader runs from anywhere; the suites import autograder.*
-    sys.path.insert(0, str(ROOT))
 
 from autograder import feedback  # noqa: E402
 from autograder.notebook import submission_source  # noqa: E402
-from autograder.sandbox import Limits, default_sandbox  # noqa: E402
+from autograder.engine.sandbox import Limits, default_sandbox  # noqa: E402
 
 KERNEL_HOME = Path(os.environ.get("AUTOGRADER_SCRATCH", tempfile.gettempdir()))
 
@@ -213,7 +211,7 @@ class TrustedVerdicts(NbGraderPreprocessor):
     call_timeout_scale = Float(1.0).tag(config=True)
 
     def preprocess(self, nb, resources):
-        from autograder.protocol import grade
+        from autograder.engine.grading import grade
         from autograder.suites import load_suite
 
         info = resources["nbgrader"]

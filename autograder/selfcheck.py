@@ -204,8 +204,8 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
     all. ``progress(row)`` is called as each row finishes.
     """
     from autograder.notebook import read_notebook, submission_source
-    from autograder.protocol import grade
-    from autograder.sandbox import SandboxUnavailable, default_sandbox
+    from autograder.engine.grading import grade
+    from autograder.engine.sandbox import SandboxUnavailable, default_sandbox
     from autograder.suites import load_suite
 
     try:

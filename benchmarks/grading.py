@@ -5,7 +5,7 @@ per submission per worker on the 2-core CPU; no loss of isolation (every submiss
 its own sandbox, every run of its code a fresh process).
 
 - ``hidden``: what ``TrustedVerdicts`` does for one notebook -- build the suite's checks, grade
-  the reference solution's code with :func:`autograder.protocol.grade` in the production
+  the reference solution's code with :func:`autograder.engine.grading.grade` in the production
   sandbox -- repeated; wall seconds, and the CPU seconds of the grading process itself.
 - ``e2e``: a course with ``--class-size`` copies of the reference submission, graded by
   ``python -m autograder autograde --workers W`` (nbgrader, sandboxed kernel, hidden suite);
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 ASSIGNMENTS = ("hw-attention", "hw-conv")
 
 
@@ -42,8 +41,8 @@ def cpu_seconds() -> float:
 def hidden_suite(assignment: str, device: str, repeats: int) -> tuple[list[float], list[float]]:
     """(wall seconds, CPU seconds) of each of ``repeats`` hidden-suite gradings of the reference."""
     from autograder.notebook import submission_source
-    from autograder.protocol import grade
-    from autograder.sandbox import default_sandbox
+    from autograder.engine.grading import grade
+    from autograder.engine.sandbox import default_sandbox
     from autograder.suites import load_suite
 
     suite = load_suite(assignment)
@@ -110,7 +109,7 @@ def main() -> None:
              f"Command: `.venv/bin/python benchmarks/grading.py --device {args.device} --repeats {args.repeats} "
              f"--class-size {args.class_size} --workers {args.workers}`", "",
              f"**Machine: {machine(args.device)}.** {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
-             "Hidden suite: the reference solution graded by `autograder.protocol.grade` in the production sandbox "
+             "Hidden suite: the reference solution graded by `autograder.engine.grading.grade` in the production sandbox "
              "(checks built, one sandbox per submission, every run a fresh forked process); median and all runs. "
              "Grader CPU = user + system seconds of the grading process itself (building the checks, judging); the "
              "sandboxed runs are not in it (bubblewrap does not hand their usage up).", "",

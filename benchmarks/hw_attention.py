@@ -33,7 +33,6 @@ B, H, D = 1, 8, 64
 
 def reference_functions() -> dict:
     """The solution cells of the instructor notebook, executed (what a correct submission runs)."""
-    sys.path.insert(0, str(ROOT))
     from autograder.notebook import submission_source
     namespace: dict = {}
     exec(compile(submission_source(SOURCE_NB), "hw-attention-solution", "exec"), namespace)

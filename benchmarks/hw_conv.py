@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from autograder.notebook import submission_source  # noqa: E402
 
 CASES = [("LeNet layer 2", 64, 6, 14, 14, 16, 5), ("ResNet-like 3x3", 32, 64, 32, 32, 64, 3)]

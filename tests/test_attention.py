@@ -154,8 +154,6 @@ def test_chunked_score_count_is_the_reference_solutions_largest_tensor(T, w, Hq,
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from lec4.attention import chunked_score_count
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
     from autograder.notebook import submission_source
     namespace = {}
     exec(submission_source(root / "solutions" / "hw-attention" / "hw-attention.ipynb"), namespace)

@@ -10,7 +10,6 @@ import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from autograder import nbgrader_hooks  # noqa: E402
 
 

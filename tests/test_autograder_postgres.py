@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 from servers import postgres_server  # noqa: E402  (shared with tests/test_slurm.py)
 
 
@@ -32,7 +31,6 @@ def test_generate_and_zero_grade_into_postgres(postgres, tmp_path):
     (folder / "hw-fixture.ipynb").write_text("{not json")
     result = run("autograde", "hw-fixture")
     assert result.returncode == 1 and "not valid notebook JSON" in result.stdout
-    sys.path.insert(0, str(ROOT))
     from nbgrader.api import Gradebook
     with Gradebook(postgres, "10423-lec4") as gb:
         assert gb.find_submission("hw-fixture", "dora").score == 0

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from autograder.protocol import LOAD_TIMEOUT, Call, launcher_for, run_calls  # noqa: E402
-from autograder.sandbox import BwrapSandbox, Limits  # noqa: E402
+from autograder.checks import Call  # noqa: E402
+from autograder.engine.supervisor import LOAD_TIMEOUT, launcher_for, run_calls  # noqa: E402
+from autograder.engine.sandbox import BwrapSandbox, Limits  # noqa: E402
 
 PROBE = """
 import os, socket
@@ -55,7 +55,7 @@ def test_call_timeout_and_recovery():
 def test_infinite_loop_at_top_level_fails_every_call_once(monkeypatch):
     """Timed from the moment the sandbox is up (its trusted parent's torch import is not the
     submission's time): one load deadline for all three calls, not one each."""
-    monkeypatch.setattr("autograder.protocol.LOAD_TIMEOUT", 8.0)
+    monkeypatch.setattr("autograder.engine.supervisor.LOAD_TIMEOUT", 8.0)
     launcher = launcher_for(BwrapSandbox())
     try:
         launcher._ensure_started()
@@ -99,7 +99,7 @@ def reset(x):               # the kernel's own way to reset a peak: /proc/self/c
 
 
 def test_peak_memory_of_a_sandboxed_call_is_measured_and_cannot_be_hidden():
-    """The production measurement (autograder.reaper): 600 MiB more show up as >= 500 MiB,
+    """The production measurement (autograder.engine.reaper): 600 MiB more show up as >= 500 MiB,
     also when they live in an orphaned child or after an attempt to reset the peak. The calls
     share one sandbox, as the calls of one submission do."""
     calls = [Call(fn, [torch.ones(1)], isolated=True) for fn in ("small", "big", "orphan", "reset")]
@@ -116,6 +116,6 @@ def test_peak_memory_of_a_sandboxed_call_is_measured_and_cannot_be_hidden():
 
 
 def test_the_reaper_refuses_to_run_outside_a_fresh_pid_namespace():
-    out = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "autograder" / "reaper.py"), "1", "0", "/tmp"],
+    out = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "autograder" / "engine" / "reaper.py"), "1", "0", "/tmp"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "PID namespace" in out.stderr

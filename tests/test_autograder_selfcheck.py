@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from autograder import selfcheck  # noqa: E402
 from autograder.notebook import read_notebook, submission_source  # noqa: E402
 from autograder.suites import load_suite  # noqa: E402

@@ -17,9 +17,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the repo root: autograder is not installed
 from autograder.notebook import SOLUTION_REGION, submission_source  # noqa: E402
-from autograder.protocol import grade  # noqa: E402
+from autograder.engine.grading import grade  # noqa: E402
 from autograder.suites import hw_attention as suite  # noqa: E402
 
 SOURCE_NB = ROOT / "solutions" / "hw-attention" / "hw-attention.ipynb"

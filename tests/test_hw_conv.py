@@ -2,7 +2,7 @@
 the sandbox: test_autograder_selfcheck.py); the notebook, its release and the suite agree;
 nbgrader accepts/rejects as it should.
 
-Grading runs the submission in a separate process (autograder.runner) exactly as in production,
+Grading runs the submission in a separate process (autograder.engine.runner) exactly as in production,
 minus the sandbox. Runner processes get one thread each: xdist already keeps both cores busy.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the repo root: autograder is not installed
 from autograder.notebook import submission_source  # noqa: E402
-from autograder.protocol import DYNAMIC_ACCESS, grade  # noqa: E402
+from autograder.checks import DYNAMIC_ACCESS  # noqa: E402
+from autograder.engine.grading import grade  # noqa: E402
 from autograder.suites import hw_conv  # noqa: E402
 
 SOURCE_NB = ROOT / "solutions" / "hw-conv" / "hw-conv.ipynb"

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
 from autograder.suites import load_suite  # noqa: E402
 from classgen import UNGRADABLE, make_class  # noqa: E402
 from servers import postgres_server, slurm_cluster  # noqa: E402

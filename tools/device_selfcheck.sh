@@ -39,8 +39,9 @@ bwrap --version
 # One call through the production sandbox on the device: says at once whether it works here.
 DEVICE="$device" python3 - <<'EOF'
 import os, time, torch
-from autograder.protocol import Call, run_calls
-from autograder.sandbox import default_sandbox
+from autograder.checks import Call
+from autograder.engine.supervisor import run_calls
+from autograder.engine.sandbox import default_sandbox
 device, start = os.environ["DEVICE"], time.monotonic()
 out = run_calls("import torch\ndef f(x):\n    return 2 * x\n", [Call("f", [torch.ones(3)], device=device, isolated=True)],
                 sandbox=default_sandbox(device))[0]

@@ -1,4 +1,4 @@
-"""One hidden-test suite per assignment (see autograder.protocol for the interface).
+"""One hidden-test suite per assignment (see autograder.checks for the interface).
 
 ``load_suite("hw-attention")`` imports ``autograder.suites.hw_attention``. Folders listed
 in the environment variable ``AUTOGRADER_SUITE_PATH`` (``os.pathsep``-separated) are

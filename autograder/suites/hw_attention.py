@@ -1,7 +1,7 @@
 """Hidden (and mirrored visible) tests of the assignment ``hw-attention``.
 
 The student's ``apply_rope``, ``gqa_attention`` and ``sliding_window_attention`` run in the
-sandbox (:mod:`autograder.runner`); every verdict below is computed here, from the returned
+sandbox (:mod:`autograder.engine.runner`); every verdict below is computed here, from the returned
 tensors, against references that share no code with the submission:
 
 - RoPE: the lecture's dense rotation matrix R_{Theta,m} in float64 (and, for the memory check,
@@ -22,7 +22,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from autograder.protocol import Call, Check, Outcome, assert_close, expect_ok, tensor_of, anchor_property_checks
+from autograder.checks import Call, Check, Outcome, assert_close, expect_ok, tensor_of, anchor_property_checks
 
 ASSIGNMENT = "hw-attention"
 NOTEBOOK = "hw-attention.ipynb"

@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from autograder.protocol import Call, Check, Outcome, assert_close, expect_ok, tensor_of, anchor_property_checks
+from autograder.checks import Call, Check, Outcome, assert_close, expect_ok, tensor_of, anchor_property_checks
 
 ASSIGNMENT = "hw-conv"
 NOTEBOOK = "hw-conv.ipynb"

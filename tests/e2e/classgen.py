@@ -85,7 +85,7 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     patch = ("import torch, numpy\ntorch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n"
              "torch.testing.assert_close = lambda *a, **k: None\nnumpy.allclose = lambda *a, **k: True")
     students["hostile_monkeypatch"] = (build(blank, {after_first: patch}), 0)
-    plant = ("import sys, types\nfor name in ['autograder', 'autograder.protocol', 'nbgrader', 'lec4.utils']:\n"
+    plant = ("import sys, types\nfor name in ['autograder', 'autograder.engine.grading', 'nbgrader', 'lec4.utils']:\n"
              "    m = types.ModuleType(name); m.grade = lambda *a, **k: {}; sys.modules[name] = m")
     students["hostile_sys_modules"] = (build(blank, {after_first: plant}), 0)
     builtins = ("import builtins\nclass Nope(Exception):\n    pass\nbuiltins.AssertionError = Nope\n"

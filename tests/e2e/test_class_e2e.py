@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: autograder is not installed
 from autograder.suites import load_suite  # noqa: E402
 
-sys.path[:0] = [str(Path(__file__).parent)]
 from classgen import UNGRADABLE, make_class  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

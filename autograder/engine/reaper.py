@@ -1,12 +1,12 @@
 """Trusted parent inside the sandbox: starts every run of the graded code and measures its memory.
 
-Started once per submission by :class:`autograder.protocol.SandboxLauncher` as the sandbox's
+Started once per submission by :class:`autograder.engine.supervisor.SandboxLauncher` as the sandbox's
 first program (``bwrap --unshare-pid``, under the ``prlimit`` limits, as root when grading
 runs as root)::
 
     python reaper.py REPORT_FD CONTROL_FD HOME [--uid UID]
 
-It imports torch and :mod:`autograder.runner` once (trusted code from the read-only
+It imports torch and :mod:`autograder.engine.runner` once (trusted code from the read-only
 environment, before any submission code exists in the sandbox), says ``ready`` on
 ``REPORT_FD``, then serves the grader's lines on ``CONTROL_FD``:
 
@@ -131,7 +131,7 @@ def run_once(job_dir: str, out_dir: str, first: int, home: str, uid: int | None,
             if uid is not None:
                 drop_privileges(uid)
             _prctl(PR_SET_DUMPABLE, 1)  # like any exec'd program: its own /proc entries are its own
-            from autograder import runner
+            from autograder.engine import runner
             runner.main(job_dir, first, out_dir)
             code = 0
         finally:
@@ -172,7 +172,7 @@ def serve(report_fd: int, control_fd: int, home: str, uid: int | None) -> int:
     import torch._decomp  # noqa: F401
     import torch._dynamo  # noqa: F401
     import torch._refs  # noqa: F401
-    from autograder import runner  # noqa: F401
+    from autograder.engine import runner  # noqa: F401
 
     control = Lines(control_fd)
     os.write(report_fd, b"ready\n")

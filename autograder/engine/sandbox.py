@@ -2,7 +2,7 @@
 
 Inside the sandbox a process sees only the system (``/usr``, ``/etc``), the Python
 installation, the project's virtual environment, ``src/`` (the public ``lec4`` library)
-and ``autograder/runner.py`` -- all read-only -- plus its own working directory, the only
+and the engine's ``runner.py`` and ``reaper.py`` -- all read-only -- plus its own working directory, the only
 writable place. ``solutions/``, the hidden-test suites, the gradebook and the other
 students' folders are simply not there. There is no network (``--unshare-net``), its own
 PID namespace (it cannot signal the grader), and resource limits set with ``prlimit``:
@@ -11,7 +11,7 @@ address space (memory), CPU seconds, processes/threads, size of any written file
 GPU sandboxes keep it writable, as CUDA needs, and judge memory by the CUDA allocator's peak.
 
 Graded calls run under :meth:`BwrapSandbox.wrap_reaper`: the sandbox's program is then the
-trusted :mod:`autograder.reaper`, which starts each run of the submission's code as
+trusted :mod:`autograder.engine.reaper`, which starts each run of the submission's code as
 ``nobody`` and reports its peak memory (how, and why this cannot be forged: its docstring).
 
 When the grader runs as root, the sandboxed program is started as an unprivileged user
@@ -25,9 +25,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE = ROOT / "autograder" / "engine"
 NOBODY = 65534
-REAPER = ROOT / "autograder" / "reaper.py"
+REAPER = ENGINE / "reaper.py"
 GiB = 2**30
 
 
@@ -72,7 +73,7 @@ def _tool(name: str) -> str:
 
 
 class BwrapSandbox:
-    """The :class:`autograder.protocol.Sandbox` used for grading (see module docstring).
+    """The :class:`autograder.engine.supervisor.Sandbox` used for grading (see module docstring).
 
     ``extra_ro``: more host paths to show read-only (e.g. a data folder the notebook reads).
     ``gpu``: also expose ``/dev/nvidia*`` and the driver's files so CUDA works inside.
@@ -90,7 +91,7 @@ class BwrapSandbox:
     def readonly_paths(self) -> list[Path]:
         """Host paths visible (read-only) inside, at the same place."""
         paths = [Path("/usr"), Path("/etc"), Path(sys.base_prefix), Path(sys.prefix), ROOT / "src",
-                 ROOT / "autograder" / "__init__.py", ROOT / "autograder" / "runner.py", REAPER, *self.extra_ro]
+                 ROOT / "autograder" / "__init__.py", ENGINE / "__init__.py", ENGINE / "runner.py", REAPER, *self.extra_ro]
         if self.gpu:
             paths += [Path(p) for p in ("/proc/driver/nvidia", "/sys") if Path(p).exists()]
         return [p for p in dict.fromkeys(paths) if p.exists()]
@@ -103,7 +104,7 @@ class BwrapSandbox:
         return self._confined(workdir, workdir) + self._unprivileged() + list(argv)
 
     def wrap_reaper(self, workdir: Path, home: Path, report_fd: int, control_fd: int) -> list[str]:
-        """The command that runs :mod:`autograder.reaper` confined, with ``workdir`` mounted
+        """The command that runs :mod:`autograder.engine.reaper` confined, with ``workdir`` mounted
         writable (the grader's job folders, owned by the grader) and ``home`` inside it the
         graded code's own folder (owned by ``nobody`` when grading runs as root).
         ``report_fd``/``control_fd``: inherited pipe ends (pass them with ``pass_fds``)."""

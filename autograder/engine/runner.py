@@ -4,12 +4,12 @@ This module is the only grading code that runs *inside* the sandbox, next to the
 student's code. It decides nothing: it loads the job, executes the submission's
 source, makes the requested calls and writes every outcome to disk. The student's
 code can tamper with this process as it likes; all verdicts are computed outside,
-by :mod:`autograder.protocol`, from the saved outputs.
+by :mod:`autograder.engine.grading`, from the saved outputs.
 
-Usage: python -m autograder.runner JOB_DIR FIRST_CALL [OUT_DIR]
+Usage: python -m autograder.engine.runner JOB_DIR FIRST_CALL [OUT_DIR]
 Reads JOB_DIR/job.pt (and skip.txt), writes OUT_DIR/loaded once the submission's code has run
 and OUT_DIR/outcome-<i>.pt for each call i >= FIRST_CALL (OUT_DIR defaults to JOB_DIR). In the
-sandbox, :mod:`autograder.reaper` calls :func:`main` in a forked child instead.
+sandbox, :mod:`autograder.engine.reaper` calls :func:`main` in a forked child instead.
 """
 from __future__ import annotations
 

@@ -1,0 +1,72 @@
+"""Scoring: grade one submission's code with a suite (checks built, runs supervised, verdicts judged)."""
+from __future__ import annotations
+
+import torch
+
+from autograder.checks import DYNAMIC_ACCESS, CellGrade, Check, CheckResult, Outcome, forbidden_uses
+from autograder.engine.supervisor import Sandbox, launcher_for, run_calls
+
+
+def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None = None,
+          env: dict[str, str] | None = None) -> dict[str, CellGrade]:
+    """Grade ``source`` (the submission's code) with ``suite``; one CellGrade per grade cell.
+
+    A function that mentions a forbidden call fails every check of that function.
+    Points are partial credit: ``points * passed / checks`` for each grade cell. All runs of
+    the submission share one sandbox (one trusted parent, see :class:`SandboxLauncher`);
+    each run is a fresh process.
+    """
+    launcher = launcher_for(sandbox, env)
+    try:
+        return _grade(suite, source, device, launcher)
+    finally:
+        launcher.close()
+
+
+def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGrade]:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    launcher.prestart()  # the sandbox starts while the checks are built
+    checks: list[Check] = suite.build_checks(device)
+    unknown = {c.grade_id for c in checks} - set(suite.GRADE_CELLS)
+    if unknown:
+        raise ValueError(f"checks name grade cells the suite does not declare: {sorted(unknown)}")
+    banned = {fn: forbidden_uses(source, fn, set(names) | DYNAMIC_ACCESS) for fn, names in suite.FORBIDDEN.items()}
+
+    shared = [(ci, call) for ci, check in enumerate(checks) for call in check.calls if not call.isolated]
+    lone = [(ci, call) for ci, check in enumerate(checks) for call in check.calls if call.isolated]
+    per_check: dict[int, list[Outcome]] = {i: [] for i in range(len(checks))}
+    call_outcomes: dict[int, Outcome] = {}
+    if shared:
+        for (ci, call), out in zip(shared, run_calls(source, [c for _, c in shared], launcher=launcher)):
+            call_outcomes[id(call)] = out
+    # A function that hung in the batch, or is banned, fails its isolated calls without a wait.
+    hung = {call.function for _, call in shared if (call_outcomes[id(call)].error or "").startswith("timed out")}
+    function_of_cell = {gid: fn for gid, (fn, _) in suite.GRADE_CELLS.items()}
+    for ci, call in lone:
+        if call.function in hung:
+            call_outcomes[id(call)] = Outcome(ok=False, error=f"not run: an earlier call of {call.function} timed out")
+        elif banned.get(function_of_cell[checks[ci].grade_id]):
+            call_outcomes[id(call)] = Outcome(ok=False, error="not run: the function uses forbidden calls")
+        else:
+            call_outcomes[id(call)] = run_calls(source, [call], launcher=launcher)[0]
+    for ci, check in enumerate(checks):
+        per_check[ci] = [call_outcomes[id(call)] for call in check.calls]
+
+    cells = {gid: CellGrade(gid, fn, 0.0, float(pts), []) for gid, (fn, pts) in suite.GRADE_CELLS.items()}
+    for ci, check in enumerate(checks):
+        function = suite.GRADE_CELLS[check.grade_id][0]
+        if banned.get(function):
+            hint = f"{function} uses forbidden calls: {', '.join(banned[function])}"
+        else:
+            try:
+                hint = check.verify(per_check[ci])
+            except AssertionError as err:
+                hint = str(err) or "wrong result"
+            except Exception as err:  # outcomes of an unexpected shape (forged or broken by the submission)
+                hint = f"the results could not be checked ({type(err).__name__})"
+        cells[check.grade_id].results.append(CheckResult(check.grade_id, check.name, hint is None, hint))
+    for cell in cells.values():
+        if cell.results:
+            passed = sum(r.passed for r in cell.results)
+            cell.points = round(cell.max_points * passed / len(cell.results), 2)
+    return cells

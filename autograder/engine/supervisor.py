@@ -1,0 +1,302 @@
+"""Supervision of the runs of a submission's code: launch, deadlines, outcomes.
+
+:func:`run_calls` sends :class:`~autograder.checks.Call`s into a run of
+:mod:`autograder.engine.runner` -- in the production sandbox, forked by the sandbox's trusted
+parent :mod:`autograder.engine.reaper` (:class:`SandboxLauncher`); without a sandbox, a fresh
+process (:class:`LocalLauncher`, the engine's own tests) -- watches the load and call deadlines
+from outside and reads back one :class:`~autograder.checks.Outcome` per call.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from autograder.checks import Call, Outcome
+from autograder.engine.sandbox import NOBODY
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_OUTCOME_BYTES = 256 * 2**20
+
+
+class Sandbox(Protocol):
+    def wrap_reaper(self, workdir: Path, home: Path, report_fd: int, control_fd: int) -> list[str]:
+        """The command that runs :mod:`autograder.engine.reaper` confined (see
+        :meth:`autograder.engine.sandbox.BwrapSandbox.wrap_reaper`)."""
+
+
+
+def _load_outcome(path: Path) -> Outcome:
+    try:  # never through a link the graded code may have planted
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as err:
+        return Outcome(ok=False, error=f"unreadable outcome ({type(err).__name__})")
+    with os.fdopen(fd, "rb") as file:
+        size = os.fstat(fd).st_size
+        if size > MAX_OUTCOME_BYTES:
+            return Outcome(ok=False, error=f"output too large ({size} bytes)")
+        try:
+            raw = torch.load(file, weights_only=True)
+            return Outcome(**{k: raw.get(k) for k in Outcome.__dataclass_fields__ if k in raw})
+        except Exception as err:  # a file the submission forged or broke
+            return Outcome(ok=False, error=f"unreadable outcome ({type(err).__name__})")
+
+
+LOAD_TIMEOUT = 60.0  # s for the submission's module-level code (imports included)
+REAPER_START_TIMEOUT = 300.0  # s for the sandbox's trusted parent to start (it imports torch)
+
+
+class LocalLauncher:
+    """Runs without a sandbox (the protocol's own tests): a fresh ``python -m autograder.engine.runner``
+    per run; its peak memory is ``wait4``'s ``ru_maxrss`` of that process."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self.env, self.proc = env, None
+        self._tmp = tempfile.TemporaryDirectory(prefix="grade-")
+        self.workdir = Path(self._tmp.name)
+
+    def new_job(self) -> tuple[Path, Path]:
+        """(folder for the grader's inputs, folder where the run writes its outcomes)."""
+        job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
+        (job / "out").mkdir()
+        return job, job / "out"
+
+    def start(self, job: Path, out: Path, first: int) -> None:
+        run_env = {**os.environ, **(self.env or {}), "PYTHONPATH": _python_path()}
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.engine.runner", str(job), str(first), str(out)],
+                                     cwd=out, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def prestart(self) -> None:
+        pass
+
+    def poll(self) -> tuple[int, int | None] | None:
+        """(exit status, peak RSS in bytes) once the run has ended, else None."""
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if pid != self.proc.pid:
+            return None
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.proc.returncode, usage.ru_maxrss * 1024
+
+    def kill(self) -> tuple[int, int | None]:
+        try:
+            os.killpg(self.proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.proc.returncode, usage.ru_maxrss * 1024
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+class SandboxLauncher:
+    """Runs in the production sandbox: one bubblewrap sandbox per submission, whose trusted
+    :mod:`autograder.engine.reaper` forks every run (torch already imported) and reports its exit
+    status and peak memory on a pipe the graded code cannot reach.
+
+    Layout of ``workdir`` (host side, bound writable into the sandbox): ``home/`` belongs to
+    the graded code (``nobody``); each run's ``job-*/`` (job.pt, skip.txt) belongs to the
+    grader, with an ``out/`` folder for the code's outcomes -- so the grader never writes
+    where the code could have planted a link. If the sandbox dies, the next run starts a new one.
+    """
+
+    def __init__(self, sandbox, env: dict[str, str] | None = None):
+        self.sandbox, self.env = sandbox, env
+        self._tmp = tempfile.TemporaryDirectory(prefix="grade-")
+        self.workdir = Path(self._tmp.name)
+        os.chmod(self.workdir, 0o755)
+        self.home = self.workdir / "home"
+        self.home.mkdir()
+        self.proc, self.report, self.control, self.ready = None, None, None, False
+
+    def new_job(self) -> tuple[Path, Path]:
+        job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
+        os.chmod(job, 0o755)
+        out = job / "out"
+        out.mkdir()
+        if os.geteuid() == 0:
+            os.chown(out, NOBODY, NOBODY)
+        return job, out
+
+    def prestart(self) -> None:
+        """Start the sandbox now (its trusted parent imports torch meanwhile); runs wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self._stop()
+        from autograder.engine.reaper import Lines
+
+        report_r, report_w = os.pipe()
+        control_r, control_w = os.pipe()
+        argv = self.sandbox.wrap_reaper(self.workdir, self.home, report_w, control_r)
+        run_env = {**os.environ, **(self.env or {}), "PYTHONPATH": _python_path()}
+        try:
+            self.proc = subprocess.Popen(argv, cwd=self.workdir, env=run_env, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True,
+                                         pass_fds=(report_w, control_r))
+        finally:
+            os.close(report_w)
+            os.close(control_r)
+        self.report, self.control, self.ready = Lines(report_r), control_w, False
+
+    def _ensure_started(self) -> None:
+        self.prestart()
+        if self.ready:
+            return
+        if self.report.next(REAPER_START_TIMEOUT) != "ready":
+            self._stop()
+            raise RuntimeError("the grading sandbox did not start (bubblewrap, or the trusted parent "
+                               "autograder/engine/reaper.py, failed)")
+        self.ready = True
+
+    def start(self, job: Path, out: Path, first: int) -> None:
+        self._ensure_started()
+        os.write(self.control, f"run {job} {out} {first}\n".encode())
+
+    def _done(self, line: str | None) -> tuple[int, int | None] | None:
+        if line is None:
+            return None
+        words = line.split()
+        if len(words) == 3 and words[0] == "done":
+            return int(words[1]), int(words[2]) * 1024
+        self._stop()  # EOF or garbage: the sandbox is gone
+        return -9, None
+
+    def poll(self) -> tuple[int, int | None] | None:
+        return self._done(self.report.next(0))
+
+    def kill(self) -> tuple[int, int | None]:
+        try:
+            os.write(self.control, b"kill\n")
+        except OSError:
+            pass
+        result = self._done(self.report.next(30.0))
+        if result is None:  # the trusted parent does not answer: end the whole sandbox
+            self._stop()
+            return -9, None
+        return result
+
+    def _stop(self) -> None:
+        if self.control is not None:
+            os.close(self.control)
+            os.close(self.report.fd)
+            self.control = self.report = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        self._stop()
+        self._tmp.cleanup()
+
+
+def _python_path() -> str:
+    """The graded code imports ``autograder.engine.runner`` and ``lec4`` (from src/), nothing else of the repo."""
+    return os.pathsep.join([str(ROOT), str(ROOT / "src")])
+
+
+def launcher_for(sandbox: Sandbox | None, env: dict[str, str] | None = None):
+    """The launcher of the runs of one submission: in ``sandbox``, or local when it is None."""
+    return LocalLauncher(env) if sandbox is None else SandboxLauncher(sandbox, env)
+
+
+def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
+              env: dict[str, str] | None = None, launcher=None) -> list[Outcome]:
+    """Run ``calls`` against ``source`` in one run of the runner (restarted after a failure).
+
+    Returns one :class:`Outcome` per call. Deadlines are watched from outside, call by
+    call: the submission's top-level code gets ``LOAD_TIMEOUT`` s, each call its own
+    ``timeout`` from the moment the previous one finished. A call that overruns or
+    kills the process gets an error, and the calls after it run in a fresh process;
+    if the code never finishes loading, every remaining call fails at once.
+
+    ``launcher`` (see :func:`launcher_for`) is shared by the runs of one submission; by
+    default one is made for this call. ``Outcome.peak_rss_bytes`` of isolated calls is the
+    launcher's measurement of the run (in the sandbox: :mod:`autograder.engine.reaper`'s report).
+    """
+    own = launcher is None
+    launcher = launcher or launcher_for(sandbox, env)
+    try:
+        return _run_calls(source, calls, launcher)
+    finally:
+        if own:
+            launcher.close()
+
+
+def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
+    outcomes: list[Outcome | None] = [None] * len(calls)
+    job, out = launcher.new_job()
+    torch.save({"source": source, "calls": [c.payload() for c in calls]}, job / "job.pt")
+    first = 0
+    skipped: dict[int, str] = {}  # calls failed without running: their function already hung
+    while first < len(calls):
+        (job / "skip.txt").write_text(" ".join(map(str, sorted(skipped))))
+        launcher.start(job, out, first)
+        status, peak_rss, overran = _wait(launcher, out, calls, first)
+        done = first
+        for i in range(first, len(calls)):
+            path = out / f"outcome-{i}.pt"
+            if i in skipped:  # decided here, whatever the runner wrote
+                outcomes[i] = Outcome(ok=False, error=skipped[i])
+                path.unlink(missing_ok=True)
+                done = i + 1
+                continue
+            if not path.exists():
+                break
+            outcomes[i] = _load_outcome(path)
+            outcomes[i].peak_rss_bytes = peak_rss if calls[i].isolated else None
+            path.unlink()
+            done = i + 1
+        if done < len(calls) and overran == "load":
+            for i in range(done, len(calls)):
+                outcomes[i] = Outcome(ok=False, error=f"the submission's top-level code did not finish "
+                                      f"within {LOAD_TIMEOUT:.0f} s (infinite loop?)")
+            done = len(calls)
+        elif done < len(calls):
+            reason = (f"timed out (limit {calls[done].timeout:.0f} s)" if overran
+                      else f"the process died (exit status {status}) during this call")
+            outcomes[done] = Outcome(ok=False, error=reason)
+            if overran:  # one hang per function is enough: don't wait for each of its calls
+                hung = calls[done].function
+                skipped.update({j: f"not run: an earlier call of {hung} timed out"
+                                for j in range(done + 1, len(calls)) if calls[j].function == hung})
+            done += 1
+        first = done
+        (out / "loaded").unlink(missing_ok=True)
+    return outcomes  # type: ignore[return-value]
+
+
+def _wait(launcher, out: Path, calls: list[Call], first: int) -> tuple[int, int | None, str | None]:
+    """Wait for the run, killing it when the code loading or the current call overruns;
+    return (exit status, peak RSS in bytes or None, None | "load" | "call")."""
+    started = time.monotonic()
+    deadline, phase, progress = started + LOAD_TIMEOUT, "load", first - 1
+    while True:
+        ended = launcher.poll()
+        if ended is not None:
+            return *ended, None
+        now = time.monotonic()
+        if phase == "load" and (out / "loaded").exists():
+            phase, deadline = "call", now + calls[first].timeout
+            progress = first
+        if phase == "call":
+            while progress < len(calls) and (out / f"outcome-{progress}.pt").exists():
+                progress += 1
+                if progress < len(calls):
+                    deadline = now + calls[progress].timeout
+        if now > deadline:
+            return *launcher.kill(), phase
+        time.sleep(0.02)
+
+
