@@ -1,0 +1,115 @@
+"""The grading package's layers, as the README's layout draws them.
+
+- ``lec4.homework``: the public spec of each assignment (what the notebooks' locked cells import);
+- ``autograder.checks``: the public check-building API the hidden suites write against;
+- ``autograder.engine``: the private engine (sandbox, runner, reaper, supervisor, scoring) that
+  only the rest of ``autograder`` (CLI, nbgrader hooks, records, self-check) may import;
+- ``autograder.suites``: hidden cases and trusted references, built on the two public layers.
+
+Read from the source (imports as written), so a new module that crosses a layer fails here.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE = "autograder.engine"
+
+
+def imported_modules(source: str) -> set[str]:
+    """Every module named by an ``import``/``from ... import`` statement of ``source``."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+IMPORT_LINE = re.compile(r"^\s*(?:from|import)\s+(autograder[\w.]*)", re.M)
+
+
+def code_of(path: Path) -> str:
+    """The code a file runs: a module, a notebook's code cells, a MyST page's code-cell blocks."""
+    text = path.read_text()
+    if path.suffix == ".ipynb":
+        return "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code")
+    if path.suffix == ".md":
+        return "\n".join(re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, re.S))
+    return text
+
+
+def sources_outside_autograder() -> list[Path]:
+    """What students, readers and suite authors run: the library, the book, the notebooks."""
+    return (sorted((ROOT / "src").rglob("*.py")) + sorted((ROOT / "book").glob("*.md"))
+            + sorted((ROOT / "solutions").glob("*/*.ipynb")) + sorted((ROOT / "assignments").glob("*/*.ipynb")))
+
+
+def test_the_scan_sees_an_engine_import():
+    assert f"{ENGINE}.grading" in imported_modules("from autograder.engine.grading import grade")
+    assert f"{ENGINE}.sandbox" in imported_modules("import autograder.engine.sandbox as s")
+
+
+def test_the_scan_sees_imports_in_notebooks_and_pages(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# t\n```{code-cell} ipython3\nfrom autograder.engine import grading\n```\n")
+    assert IMPORT_LINE.findall(code_of(page)) == ["autograder.engine"]
+
+
+@pytest.mark.parametrize("path", sources_outside_autograder(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_outside_autograder_imports_the_grader(path):
+    crossing = IMPORT_LINE.findall(code_of(path))
+    assert not crossing, (f"{path.relative_to(ROOT)} imports {crossing}: the library, the book and the "
+                          "notebooks never import the grader (students and readers do not have it)")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "autograder" / "suites").glob("hw_*.py"))
+                         + sorted((ROOT / "tests" / "fixtures" / "suites").glob("*.py")), ids=lambda p: p.name)
+def test_suites_use_only_the_public_layers(path):
+    modules = imported_modules(path.read_text())
+    ours = sorted(m for m in modules if m.startswith("autograder"))
+    assert all(m == "autograder.checks" or m.startswith("autograder.checks.") for m in ours), (
+        f"{path.name} imports {ours}: suites write against autograder.checks, never the engine")
+
+
+def test_the_engine_package_shown_to_the_sandbox_imports_nothing():
+    """The sandbox shows autograder/engine/__init__.py to the runs: it must import nothing."""
+    tree = ast.parse((ROOT / "autograder" / "engine" / "__init__.py").read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def test_autograder_is_an_installed_package_without_path_edits():
+    import importlib.metadata
+
+    dist = importlib.metadata.distribution("lec4")
+    top = (dist.read_text("top_level.txt") or "").split()
+    files = [str(f) for f in dist.files or []]
+    assert "autograder" in top or any("autograder" in f for f in files) or any(
+        "editable" in f for f in files), f"the lec4 distribution does not provide autograder: {top} {files[:5]}"
+    offenders = [str(path.relative_to(ROOT)) for folder in ("autograder", "tests", "benchmarks", "src")
+                 for path in sorted((ROOT / folder).rglob("*.py"))
+                 if edits_sys_path(path.read_text()) and IMPORT_LINE.search(path.read_text())]
+    assert not offenders, f"sys.path edits to reach autograder (it is installed; test helpers via pytest's pythonpath): {offenders}"
+
+
+def edits_sys_path(source: str) -> bool:
+    """``sys.path.insert/append/extend(...)`` or an assignment to ``sys.path[...]`` in ``source``."""
+    for node in ast.walk(ast.parse(source)):
+        target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
+        if isinstance(node, ast.Assign):
+            target = next((t.value for t in node.targets if isinstance(t, ast.Subscript)), None)
+        if isinstance(target, ast.Attribute) and target.attr == "path" and getattr(target.value, "id", None) == "sys":
+            return True
+    return False
+
+
+def test_the_path_edit_scan_sees_one():
+    assert edits_sys_path("import sys\nsys.path.insert(0, 'x')") and edits_sys_path("import sys\nsys.path[:0] = ['x']")
+    assert not edits_sys_path("import sys\nprint(sys.path)")
