@@ -13,6 +13,10 @@ What ``start`` sets up (idempotent; nothing a student or TA made is ever removed
 * the staff's course folder ``STATE/course`` (group ``lec4-staff``, 2770): the instructor
   notebooks from ``solutions/``, generated (``python -m autograder generate``) into
   ``assignments/`` and the gradebook; linked as ``~/lec4-course`` for instructor and TA;
+* what students must not read stays the staff's: every top-level entry of this checkout
+  outside ``PUBLIC`` (solutions/, autograder/, tests/, .git, ...) gets group ``lec4-staff``
+  and no access for others; the book's launch repository ``STATE/git/...`` holds only the
+  book, the library and the release notebooks (a history of its own);
 * JupyterHub (LocalProcessSpawner) on ``--port`` with configurable-http-proxy from
   ``hub/node_modules`` (``npm ci`` in ``hub/``). Students get ``hub/config/student``
   (Assignments panel; Formgrader and Create Assignment off), staff ``hub/config/staff``.
@@ -232,12 +236,62 @@ def user_environment(user: str, where: dict[str, Path], course: str) -> dict[str
             "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", INSTANCE_VAR: str(where["state"])}
 
 
+# What students may see of this checkout, and what the book's launch repository holds: the
+# library, the book and the release notebooks (and what runs their servers). Everything else --
+# solutions/, autograder/ (hidden suites, catalog), tests/, .git (the history holds both) -- is
+# the staff's.
+PUBLIC = ("src", "book", "assignments", "hub", ".venv", "README.md", "pyproject.toml", "requirements.txt",
+          "requirements-lock.txt", "environment.yml", "nbgrader_config.py", "Makefile")
+LAUNCH_REPO = ("book", "src", "assignments", "README.md", "pyproject.toml")
+
+
+def protect_staff_material() -> list[str]:
+    """Make every top-level entry of the checkout outside ``PUBLIC`` unreadable by students.
+
+    The entry gets group ``lec4-staff`` with group read/enter and nothing for others (its
+    contents keep their modes: a folder others cannot enter hides all below it). Instructor
+    and TA run ``python -m autograder`` from here; the sandboxed runs need only what the
+    sandbox binds in. Returns the entries changed.
+    """
+    staff, changed = grp.getgrnam(STAFF_GROUP).gr_gid, []
+    for entry in sorted(ROOT.iterdir()):
+        if entry.name in PUBLIC or entry.is_symlink():
+            continue
+        info = entry.lstat()
+        mode = info.st_mode & 0o7777
+        wanted = (mode & ~0o007) | (0o050 if entry.is_dir() else 0o040)
+        if info.st_gid != staff or mode != wanted:
+            os.chown(entry, -1, staff)
+            os.chmod(entry, wanted)
+            changed.append(entry.name)
+    return changed
+
+
 def ensure_course_repository(repo: Path) -> None:
-    """A local clone of this repository for the book's launch buttons (nbgitpuller pulls from it;
-    set the book's repository.url to file://REPO to use it; nothing leaves the machine)."""
+    """The book's launch repository (nbgitpuller pulls it into each student's home): only
+    ``LAUNCH_REPO`` of this checkout's HEAD, in a history of its own, so no solution or hidden
+    test ever reaches a student's home. Set the book's repository.url to file://REPO to use it;
+    nothing leaves the machine. Each start commits HEAD's public files anew (students' clones
+    pull it as a fast-forward)."""
+    if (repo / ".git").exists():
+        leaked = _run("git", "-C", str(repo), "log", "--all", "--format=%H", "--", "solutions", "autograder",
+                      "tests").stdout.strip()
+        if leaked:  # a full clone made by an older version of this script: its history holds solutions
+            shutil.rmtree(repo)
     if not (repo / ".git").exists():
-        repo.parent.mkdir(parents=True, exist_ok=True)
-        _run("git", "clone", "--quiet", "--branch", "main", str(ROOT), str(repo))
+        repo.mkdir(parents=True, exist_ok=True)
+        _run("git", "init", "--quiet", "--initial-branch", "main", str(repo))
+    for entry in repo.iterdir():
+        if entry.name != ".git":
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD", *LAUNCH_REPO],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
+    head = _run("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD").stdout.strip()
+    _run("git", "-C", str(repo), "add", "--all")
+    if _run("git", "-C", str(repo), "status", "--porcelain").stdout.strip():
+        _run("git", "-C", str(repo), "-c", "user.name=lec4 hub", "-c", "user.email=hub@localhost", "commit",
+             "--quiet", "-m", f"book, library and release notebooks of {head}")
     # nbgitpuller clones it as each user; git refuses a repository another user owns unless the
     # user's ~/.gitconfig trusts it (git 2.39 ignores safe.directory from the environment)
     for user in USERS:
@@ -328,6 +382,8 @@ def start(port: int) -> int:
     passwords = ensure_users(where["accounts"])
     for folder in make_interpreter_reachable():
         print(f"note: made {folder} enterable by other users (o+x, not listable) so they can run {sys.executable}")
+    for name in protect_staff_material():
+        print(f"note: {ROOT / name} is now readable by group {STAFF_GROUP} only (students must not read it)")
     ensure_exchange(where["exchange"])
     ensure_course(where["course"])
     ensure_course_repository(where["repo"])

@@ -424,11 +424,34 @@ def course_loop(hub, chromium, tmp_path, request):
         committed = subprocess.run(["git", "show", "HEAD:book/modern_transformers.md"], cwd=ROOT,
                                    capture_output=True, check=True).stdout
         assert pulled.read_bytes() == committed
+        # the launch repository brought the book, not the staff's material (nor its history)
+        clone = pulled.parents[1]
+        assert not [p for p in ("solutions", "autograder", "tests") if (clone / p).exists()], sorted(clone.iterdir())
+        history = subprocess.run(["git", "-C", str(clone), "log", "--all", "--name-only", "--format="],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        assert history and not [f for f in history if f.startswith(("solutions/", "autograder/", "tests/"))]
 
     TIMES["whole loop"] = time.monotonic() - loop_start
     print("[hub] times: " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMES.items()), flush=True)
     for context in (instructor_ctx, s1_ctx, s2_ctx):
         context.close()
+
+
+def test_students_cannot_read_solutions_or_hidden_tests(hub):
+    """A student's terminal reaches the checkout (its Python runs from .venv), but not the
+    instructor notebooks, the hidden suites, the catalog or the git history; the library yes."""
+    staff_only = [ROOT / "solutions" / ASSIGNMENT / NOTEBOOK, ROOT / "autograder" / "suites" / "hw_attention.py",
+                  ROOT / "autograder" / "catalog", ROOT / ".git" / "HEAD", ROOT / "tests" / "e2e" / "classgen.py"]
+    for path in staff_only:
+        assert path.exists(), path
+        r = as_user(hub, "student1", "cat" if path.is_file() else "ls", str(path))
+        assert r.returncode != 0 and "Permission denied" in r.stderr, (path, r.returncode, r.stdout[:200], r.stderr)
+    r = as_user(hub, "student1", "git", "-C", str(ROOT), "log", "-1", "--", "solutions")
+    assert r.returncode != 0, r.stdout[:300]
+    r = as_user(hub, "student1", PY, "-c", "import lec4.rope, lec4.homework; print('ok')")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+    r = as_user(hub, "ta", "cat", str(ROOT / "autograder" / "suites" / "hw_attention.py"))
+    assert r.returncode == 0, r.stderr  # the staff grade from here
 
 
 def test_feedback_renders_math_offline(hub):
