@@ -2,8 +2,13 @@
 
 Every command runs nbgrader with the repo's ``nbgrader_config.py`` (which loads
 :mod:`autograder.nbgrader_hooks`: sandboxed kernel, trusted verdicts), so what this
-adds is orchestration: per-student worker processes (one GPU each), pre-flight checks
-of broken submissions, resumable runs, a summary table and an honest exit status.
+adds is orchestration: long-lived grading workers (:mod:`autograder.worker`, one GPU each,
+killed and replaced when a submission overruns ``--timeout``), pre-flight checks of broken
+submissions, resumable runs, a summary table and an honest exit status. Configuration
+reaches nbgrader as traitlets options (command line or the workers' config), never through
+this process's environment. Whether a submission was graded, its score, and whether it
+is unchanged since (skip) come from its grade record (:mod:`autograder.records`), which
+the hooks write.
 
 Exit status of ``autograde``: 0 every submission graded; 1 some submission could not be
 graded (its reason is printed; unreadable notebooks get 0 points in the gradebook);
@@ -12,18 +17,20 @@ graded (its reason is printed; unreadable notebooks get 0 points in the gradeboo
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
+import datetime
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder import records
+
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = ".autograder.json"  # written into autograded/STUDENT/ASSIGNMENT/ once a grade is stored
+LOCKED_RETRIES = 3  # attempts when SQLite's gradebook is locked by another worker for a moment
 
 
 @dataclass
@@ -37,17 +44,25 @@ class Course:
 
     @classmethod
     def load(cls, root: str | None = None, db_url: str | None = None, exchange: str | None = None) -> "Course":
+        """The course of ``nbgrader_config.py``, with ``root`` / ``db_url`` (when given) in its place."""
         from nbgrader.coursedir import CourseDirectory
+        from traitlets.config import Config
         from traitlets.config.loader import PyFileConfigLoader
 
-        if root:
-            os.environ["AUTOGRADER_COURSE_ROOT"] = str(Path(root).resolve())
-        if db_url:
-            os.environ["AUTOGRADER_DB_URL"] = db_url
         config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+        given = Config()
+        if root:
+            given.CourseDirectory.root = str(Path(root).resolve())
+        if db_url:
+            given.CourseDirectory.db_url = db_url
+        config.merge(given)
         coursedir = CourseDirectory(config=config)
         return cls(Path(coursedir.root), coursedir.db_url, coursedir.course_id,
                    Path(exchange).resolve() if exchange else None)
+
+    def traitlets(self) -> dict:
+        """This course as traitlets options ({Section: {option: value}}) for nbgrader."""
+        return {"CourseDirectory": {"root": str(self.root), "db_url": self.db_url}}
 
     def nbgrader(self, *args: str) -> list[str]:
         argv = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={self.root}",
@@ -55,6 +70,10 @@ class Course:
         if self.exchange is not None:
             argv.append(f"--Exchange.root={self.exchange}")
         return argv
+
+    def record(self, student: str, assignment: str) -> Path:
+        """Where the hooks write this submission's grade record."""
+        return records.record_path(self.root, assignment, student)
 
     def submitted(self, student: str, assignment: str) -> Path:
         return self.root / "submitted" / student / assignment
@@ -104,15 +123,6 @@ def release_feedback(course: Course, assignment: str) -> int:
         print(f"released feedback of {len(html)} notebook(s); students get it with Fetch Feedback "
               "(Assignments tab) or `nbgrader fetch_feedback`")
     return code
-
-
-def _submission_hash(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(folder)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def _scores(course: Course, assignment: str, student: str) -> tuple[float, float]:
@@ -173,11 +183,64 @@ def _problems(notebook: Path) -> list[str]:
     return found
 
 
-def grade_one(course: Course, suite, assignment: str, student: str, gpu: str | None,
-              regrade: bool, timeout: float) -> Result:
+@dataclass
+class Settings:
+    """What ``autograde`` was asked for, beyond the course: traitlets options for the hooks
+    (device, timeouts) and the per-submission limit the parent enforces."""
+
+    regrade: bool = False
+    timeout: float = 1800.0
+    device: str = ""
+    cell_timeout: int | None = None
+    notebook_timeout: int | None = None
+
+    def traitlets(self) -> dict:
+        options: dict = {}
+        if self.device:
+            options["TrustedVerdicts"] = {"device": self.device}
+            options["SandboxedExecute"] = {"device": self.device}
+        if self.cell_timeout is not None:
+            options.setdefault("SandboxedExecute", {})["timeout"] = self.cell_timeout
+        if self.notebook_timeout is not None:
+            options.setdefault("SandboxedExecute", {})["notebook_timeout"] = self.notebook_timeout
+        return options
+
+
+def already_graded(course: Course, assignment: str, student: str, digest: str) -> dict | None:
+    """The grade record of this very submission (same hash of the submitted folder), or None."""
+    try:
+        record = records.read_record(course.record(student, assignment))
+    except records.RecordError:
+        return None
+    return record if record.get("submission_sha256") == digest else None
+
+
+def fresh_record(course: Course, assignment: str, student: str, since: float) -> dict:
+    """The grade record written by the grading that started at ``since`` (epoch seconds);
+    RecordError saying why there is none (missing, corrupt, or older than this grading)."""
+    path = course.record(student, assignment)
+    try:
+        record = records.read_record(path)
+    except records.RecordError as err:
+        raise records.RecordError(f"nbgrader finished but left no grade record ({err}): "
+                                  "did nbgrader_config.py load autograder.nbgrader_hooks?") from None
+    try:
+        written = datetime.datetime.fromisoformat(record["graded_at"]).timestamp()
+    except (TypeError, ValueError):
+        raise records.RecordError(f"grade record {path} has no readable graded_at ({record['graded_at']!r})") from None
+    if written < int(since):  # graded_at has whole seconds
+        raise records.RecordError(f"nbgrader finished but wrote no new grade record (the one at {path} is "
+                                  f"from {record['graded_at']}): did nbgrader_config.py load the hooks?")
+    return record
+
+
+def grade_one(course: Course, suite, assignment: str, student: str, worker, settings: Settings) -> Result:
+    """Grade one submission with ``worker`` (an :class:`autograder.worker.Worker`) and decide
+    from its grade record. Never raises for a problem of the submission."""
+    from autograder.nbgrader_hooks import submission_sha256
+    from autograder.worker import WorkerDied
+
     start = time.monotonic()
-    out_dir = course.autograded(student, assignment)
-    marker = out_dir / MARKER
     reason = preflight(course, suite, assignment, student)
     if reason is not None:
         if course.submitted(student, assignment).is_dir():
@@ -185,53 +248,48 @@ def grade_one(course: Course, suite, assignment: str, student: str, gpu: str | N
             return Result(student, "failed", *_scores(course, assignment, student),
                           time.monotonic() - start, [reason])
         return Result(student, "failed", None, None, time.monotonic() - start, [reason])
-    digest = _submission_hash(course.submitted(student, assignment))
-    if not regrade and marker.exists():
-        try:
-            if json.loads(marker.read_text()).get("submission") == digest:
-                return Result(student, "skipped", *_scores(course, assignment, student), 0.0,
-                              ["already graded (same submission); --regrade to redo"])
-        except (ValueError, OSError):
-            pass
-    env = {**os.environ, "AUTOGRADER_COURSE_ROOT": str(course.root), "AUTOGRADER_DB_URL": course.db_url}
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
+    digest = submission_sha256(course.submitted(student, assignment))
+    done = None if settings.regrade else already_graded(course, assignment, student, digest)
+    if done is not None:
+        return Result(student, "skipped", done["score"], done["max_score"], 0.0,
+                      ["already graded (same submission); --regrade to redo"])
     log_dir = course.root / "autograded" / ".logs" / assignment
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{student}.log"
-    reason = None
-    for attempt in range(3):  # SQLite may be locked by another worker for a moment
-        with open(log_path, "w") as log:
-            try:
-                proc = subprocess.run(course.nbgrader("autograde", assignment, "--student", student, "--force"),
-                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
-                code = None
-        text = log_path.read_text(errors="replace")
-        if code == 0 and "ERROR" not in text.split("Autograding", 1)[-1].split("\n[", 1)[0]:
-            reason = None
-            break
-        reason = (f"grading exceeded {timeout:.0f} s" if code is None
-                  else _last_error(text) or f"nbgrader exited with status {code}")
-        if "database is locked" not in text:
+    where = f" (log: {log_path.relative_to(course.root)})"
+    for attempt in range(LOCKED_RETRIES):
+        since = time.time()
+        try:
+            reply = worker.grade(assignment, student, log_path, settings.timeout)
+        except WorkerDied as err:
+            return _failed(course, assignment, student, start, since, str(err), where)
+        if reply["ok"] or not reply["locked"] or attempt == LOCKED_RETRIES - 1:
             break
         time.sleep(1 + attempt)
-    if reason is not None:
+    if not reply["ok"]:
+        return _failed(course, assignment, student, start, since, f"nbgrader failed: {reply['error']}", where)
+    try:
+        record = fresh_record(course, assignment, student, since)
+    except records.RecordError as err:
+        return Result(student, "failed", None, None, time.monotonic() - start, [f"{err}{where}"])
+    if record.get("submission_sha256") != digest:
         return Result(student, "failed", None, None, time.monotonic() - start,
-                      [f"{reason} (log: {log_path.relative_to(course.root)})"])
-    score, max_score = _scores(course, assignment, student)
-    marker.write_text(json.dumps({"submission": digest, "score": score, "max_score": max_score}))
-    return Result(student, "graded", score, max_score, time.monotonic() - start,
-                  _problems(out_dir / suite.NOTEBOOK))
+                      ["the submission changed while it was graded: run autograde again"])
+    return Result(student, "graded", record["score"], record["max_score"], time.monotonic() - start,
+                  _problems(course.autograded(student, assignment) / suite.NOTEBOOK))
 
 
-def _last_error(log: str) -> str | None:
-    lines = [l.strip() for l in log.splitlines() if l.strip()]
-    for line in reversed(lines):
-        if ("Error" in line or "Exception" in line) and not line.startswith("[AutogradeApp | ERROR] "):
-            return line[:200]
-    return None
+def _failed(course: Course, assignment: str, student: str, start: float, since: float, reason: str,
+            where: str) -> Result:
+    """A submission whose grading did not finish: a record this attempt may have written
+    before the failure is removed (its grade did not reach the gradebook, so a rerun must
+    not skip the submission)."""
+    try:
+        fresh_record(course, assignment, student, since)
+        course.record(student, assignment).unlink()
+    except (records.RecordError, OSError):
+        pass
+    return Result(student, "failed", None, None, time.monotonic() - start, [f"{reason}{where}"])
 
 
 def visible_gpu_ids(count: int) -> list[str]:
@@ -242,7 +300,7 @@ def visible_gpu_ids(count: int) -> list[str]:
 
 
 def autograde(course: Course, assignment: str, students: list[str] | None, workers: int,
-              require_gpu: bool, regrade: bool, timeout: float) -> int:
+              require_gpu: bool, settings: Settings) -> int:
     import torch
     from tqdm import tqdm
 
@@ -266,24 +324,56 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
     if students is None:
         base = course.root / "submitted"
         students = sorted(p.parent.name for p in base.glob(f"*/{assignment}") if p.is_dir())
-    workers = max(1, workers)
+    workers = max(1, min(workers, len(students) or 1))
     device_note = f"{gpus} GPU(s), one per worker" if gpus else "CPU"
     print(f"grading {len(students)} submission(s) of {assignment} with {workers} worker(s) on {device_note}")
     started = time.monotonic()
+    todo: queue.Queue = queue.Queue()
+    for student in students:
+        todo.put(student)
     results: list[Result] = []
+    progress = tqdm(total=len(students), unit="sub", file=sys.stderr)
     gpu_ids = visible_gpu_ids(gpus)
-    with ThreadPoolExecutor(workers) as pool:
-        futures = {pool.submit(grade_one, course, suite, assignment, s,
-                               gpu_ids[i % len(gpu_ids)] if gpu_ids else None, regrade, timeout): s
-                   for i, s in enumerate(students)}
-        for future in tqdm(as_completed(futures), total=len(futures), unit="sub", file=sys.stderr):
-            try:
-                results.append(future.result())
-            except Exception as err:  # a bug of ours must not stop the batch either
-                results.append(Result(futures[future], "failed", problems=[f"{type(err).__name__}: {err}"]))
+    threads = [threading.Thread(target=_work, args=(course, suite, assignment, settings, todo, results, progress,
+                                                    gpu_ids[i % len(gpu_ids)] if gpu_ids else None, i))
+               for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    progress.close()
     results.sort(key=lambda r: r.student)
     print_summary(results, time.monotonic() - started)
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _work(course: Course, suite, assignment: str, settings: Settings, todo: queue.Queue, results: list,
+          progress, gpu: str | None, index: int) -> None:
+    """One worker thread: its own grading worker process (on ``gpu``) for submission after
+    submission, until ``todo`` is empty. Every student it takes ends up in ``results``."""
+    from autograder.worker import Worker
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    log_dir = course.root / "autograded" / ".logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"worker-{index}.log", "ab") as stderr:
+        worker = Worker({**course.traitlets(), **settings.traitlets()}, env=env, stderr=stderr)
+        try:
+            while True:
+                try:
+                    student = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    result = grade_one(course, suite, assignment, student, worker, settings)
+                except Exception as err:  # a bug of ours must not stop the batch either
+                    result = Result(student, "failed", problems=[f"{type(err).__name__}: {err}"])
+                results.append(result)
+                progress.update(1)
+        finally:
+            worker.close()
 
 
 def _assignment_known(course: Course, assignment: str) -> bool:
@@ -330,6 +420,15 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--require-gpu", action="store_true", help="fail unless a CUDA device is visible")
     grade.add_argument("--regrade", action="store_true", help="also regrade unchanged, already graded submissions")
     grade.add_argument("--timeout", type=float, default=1800, help="seconds per submission, all included")
+    grade.add_argument("--device", choices=("cpu", "cuda"), help="grade on this device (default: cuda when "
+                       "torch sees a GPU, else cpu)")
+    grade.add_argument("--cell-timeout", type=int, help="seconds per notebook cell (default 60)")
+    grade.add_argument("--notebook-timeout", type=int, help="seconds for the whole notebook (default 600)")
+    replay = sub.add_parser("replay", help="regrade a student's recorded submission with the current suite "
+                            "and list the differences (exit 0 same, 1 differences, 2 bad input)")
+    replay.add_argument("assignment")
+    replay.add_argument("student")
+    replay.add_argument("--device", choices=("cpu", "cuda"), help="default: the device of the record")
     export = sub.add_parser("export", help="grades CSV")
     export.add_argument("--to", default="grades.csv")
     from autograder import selfcheck
@@ -339,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "selfcheck":  # needs neither nbgrader nor Jupyter (a bare GPU node runs it)
         return selfcheck.run(args, Path(args.course_root).resolve() if args.course_root else ROOT)
+    if args.command == "replay":  # reads the record under the course root; needs no gradebook
+        return records.replay_main(Path(args.course_root).resolve() if args.course_root else ROOT,
+                                   args.assignment, args.student, args.device)
 
     # nbgrader runs `alembic` (gradebook migrations) from PATH: use the environment's own
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -355,5 +457,6 @@ def main(argv: list[str] | None = None) -> int:
         return release_feedback(course, args.assignment)
     if args.command == "export":
         return run_nbgrader(course, "export", f"--to={Path(args.to).resolve()}")
-    return autograde(course, args.assignment, args.student, args.workers, args.require_gpu,
-                     args.regrade, args.timeout)
+    settings = Settings(regrade=args.regrade, timeout=args.timeout, device=args.device or "",
+                        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
+    return autograde(course, args.assignment, args.student, args.workers, args.require_gpu, settings)

@@ -2,24 +2,33 @@
 
 The repo's ``nbgrader_config.py`` loads this file (``load_subconfig``), which calls
 :func:`configure`. From then on ``nbgrader autograde`` (and ``python -m autograder
-autograde``, which runs it per student) does:
+autograde``, whose workers, :mod:`autograder.worker`, run nbgrader's autograde in-process
+submission after submission) does:
 
 1. sanitize (nbgrader's own): clear outputs, drop duplicate ids, restore the kernel spec
    and the instructor's test cells and metadata, re-add deleted test cells;
 2. :class:`SandboxedExecute`: run the notebook in a kernel confined by bubblewrap
    (:mod:`autograder.engine.sandbox`, connected over Unix sockets since it has no network),
    with a per-cell timeout, a per-notebook time budget, a cap on output size, and a
-   clear note in the cell where the kernel died or timed out;
+   clear note in the cell where the kernel died or timed out. Graded test cells are *not*
+   run there (their output would be replaced anyway, and the hidden suite grades the code,
+   not the notebook's state): they get :data:`GRADED_OUTSIDE`;
 3. :class:`TrustedVerdicts`: grade the submission's code with the assignment's hidden
    suite (:func:`autograder.engine.grading.grade`, its own sandboxed runner, verdicts computed
-   outside) and *replace* every graded cell's output by that verdict -- a pass/fail list
-   with short hints and the partial credit as the ``execute_result`` nbgrader reads. So
-   whatever the kernel printed, raised or patched, nbgrader's ``SaveAutoGrades`` only
-   sees the trusted result.
+   outside), *replace* every graded cell's output by that verdict -- a pass/fail list
+   with short hints and the partial credit as the ``execute_result`` nbgrader reads -- and
+   write the submission's grade record (:mod:`autograder.records`), from which
+   ``python -m autograder autograde`` decides. So whatever the kernel printed, raised or
+   patched, nbgrader's ``SaveAutoGrades`` only sees the trusted result.
+
+Configuration is by traitlets options (``c.TrustedVerdicts.device``,
+``c.SandboxedExecute.timeout``, ...); :func:`configure` fills them from ``AUTOGRADER_*``
+environment variables only for a TA's plain ``nbgrader`` use.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import shutil
 import sys
@@ -40,20 +49,36 @@ from traitlets import Float, Instance, Integer, Unicode
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from autograder import feedback  # noqa: E402
+from autograder import feedback, records  # noqa: E402
 from autograder.notebook import submission_source  # noqa: E402
 from autograder.engine.sandbox import Limits, default_sandbox  # noqa: E402
 
 KERNEL_HOME = Path(os.environ.get("AUTOGRADER_SCRATCH", tempfile.gettempdir()))
+GRADED_OUTSIDE = "[graded outside your notebook by the course's grader]\n"
 
 
-def grading_device() -> str:
-    """``AUTOGRADER_DEVICE`` if set, else the GPU when torch sees one, else the CPU."""
-    wanted = os.environ.get("AUTOGRADER_DEVICE")
+def grading_device(wanted: str = "") -> str:
+    """``wanted`` if set, else the GPU when torch sees one, else the CPU."""
     if wanted:
         return wanted
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def is_graded_test(cell) -> bool:
+    """A test cell nbgrader grades (code, ``grade`` and not ``solution``): the trusted verdict fills it."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def submission_sha256(folder: Path) -> str:
+    """Hash of every file of a submission folder (names and contents): "the same submission"."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -61,10 +86,11 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     workdir = Instance(Path, allow_none=True)
     cpu_seconds = Integer(900)
+    device = Unicode("")
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
-        sandbox = default_sandbox(grading_device(), cpu_seconds=self.cpu_seconds)
+        sandbox = default_sandbox(grading_device(self.device), cpu_seconds=self.cpu_seconds)
         return sandbox.wrap(cmd, self.workdir)
 
     def write_connection_file(self, **kwargs):
@@ -81,7 +107,13 @@ class SandboxedExecute(Execute):
     remaining cells are marked as not run. (nbgrader's default interrupts the kernel and
     goes on, which a cell that catches KeyboardInterrupt defeats.) Output beyond
     ``max_output_bytes`` per notebook is dropped while it arrives, not after.
+
+    Graded test cells (:func:`is_graded_test`) are not run: they get :data:`GRADED_OUTSIDE`
+    and then :class:`TrustedVerdicts`' verdict. Running them would only cost time (hw-conv's
+    trains a CNN) for output that is replaced, and the hidden suite grades the code alone.
     """
+
+    device = Unicode("", help="the kernel sandbox's device (cpu / cuda); empty: auto").tag(config=True)
 
     timeout = Integer(60, help="seconds per cell").tag(config=True)
     notebook_timeout = Integer(600, help="wall-clock seconds for the whole notebook").tag(config=True)
@@ -102,7 +134,7 @@ class SandboxedExecute(Execute):
         self.kernel_name = "python3"
         km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / "kernel"),
                                     connection_file=str(workdir / "connection.json"),
-                                    workdir=workdir, cpu_seconds=self.notebook_timeout + 60)
+                                    workdir=workdir, cpu_seconds=self.notebook_timeout + 60, device=self.device)
         try:
             return super().preprocess(nb, resources, km=km)
         finally:
@@ -110,6 +142,9 @@ class SandboxedExecute(Execute):
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
+            return cell
+        if is_graded_test(cell):
+            cell.outputs = [_stream(GRADED_OUTSIDE, "stdout")]
             return cell
         if self._stopped:
             cell.outputs = [_stream(f"[not run: {self._stopped}]\n", "stdout")]
@@ -205,9 +240,18 @@ class RestoreMetadata(NbGraderPreprocessor):
 
 
 class TrustedVerdicts(NbGraderPreprocessor):
-    """Replace every graded cell's outputs with the trusted grader's verdict (see module doc)."""
+    """Replace every graded cell's outputs with the trusted grader's verdict and write the
+    submission's grade record (see module doc).
 
-    device = Unicode("", help="cpu / cuda; empty: AUTOGRADER_DEVICE or auto").tag(config=True)
+    The verdict is all a graded test cell shows: :class:`SandboxedExecute` did not run it,
+    so there is no "in your notebook this cell raised ..." line any more (the student sees
+    their own visible tests' output when they run the notebook themselves). The record goes
+    to :func:`autograder.records.record_path` of the course root, with the hash of the
+    submitted folder (:func:`submission_sha256`); ``python -m autograder autograde`` decides
+    from it (graded, score, "same submission: skip").
+    """
+
+    device = Unicode("", help="cpu / cuda; empty: cuda when torch sees a GPU, else cpu").tag(config=True)
     call_timeout_scale = Float(1.0).tag(config=True)
 
     def preprocess(self, nb, resources):
@@ -220,30 +264,34 @@ class TrustedVerdicts(NbGraderPreprocessor):
         source_nb = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / \
             f"{info['notebook']}.ipynb"
         code = submission_source(source_nb, nb)
-        device = self.device or grading_device()
+        device = grading_device(self.device)
+        started = time.monotonic()
         cells = grade(suite, code, device=device, sandbox=default_sandbox(device))
+        seconds = time.monotonic() - started
         resources.setdefault("autograder", {})["cells"] = cells
         for cell in nb.cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-                verdict = cells.get(meta.get("grade_id"))
+            if is_graded_test(cell):
+                verdict = cells.get(cell.metadata["nbgrader"].get("grade_id"))
                 if verdict is None:  # a test cell the suite does not know: no points from it
                     cell.outputs = [_error("NotGraded", "this cell is not part of the graded tests")]
-                    continue
-                kernel_note = _kernel_note(cell)
-                cell.outputs = verdict_outputs(verdict, kernel_note)
+                else:
+                    cell.outputs = verdict_outputs(verdict)
+        self._write_record(coursedir, info, suite, code, cells, device, seconds)
         return nb, resources
 
+    @staticmethod
+    def _write_record(coursedir, info, suite, code, cells, device, seconds) -> None:
+        """The grade record of this submission, with the hash of its submitted folder."""
+        student = info.get("student")
+        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, info["assignment"]))
+        record = records.make_record(
+            assignment=info["assignment"], student=student, suite=suite, source=code, cells=cells,
+            device=device, seconds=seconds,
+            submission_sha256=submission_sha256(submitted) if submitted.is_dir() else None)
+        records.write_record(records.record_path(Path(coursedir.root), info["assignment"], student), record)
 
-def _kernel_note(cell) -> str | None:
-    """One line on what the student's own kernel said when it ran this (visible) test."""
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            return f"{out.get('ename')}: {str(out.get('evalue'))[:200]}"
-    return None
 
-
-def verdict_outputs(verdict, kernel_note: str | None = None) -> list:
+def verdict_outputs(verdict) -> list:
     """Cell outputs for one CellGrade: readable list + the score nbgrader reads.
 
     Full or partial credit is an ``execute_result`` holding the points; zero is an error
@@ -251,8 +299,6 @@ def verdict_outputs(verdict, kernel_note: str | None = None) -> list:
     """
     lines = [f"Graded by the course's grader, outside your notebook: "
              f"{verdict.points:g} / {verdict.max_points:g} points"]
-    if kernel_note:
-        lines.append(f"  (in your notebook this cell raised {kernel_note})")
     for result in verdict.results:
         mark = "PASS" if result.passed else "FAIL"
         lines.append(f"  [{mark}] {result.name}" + ("" if result.passed else f": {result.hint}"))
@@ -288,13 +334,24 @@ def configure(c) -> None:
     # they arrive: SandboxedExecute.max_output_bytes.
     c.LimitOutput.max_lines = 500
     c.LimitOutput.max_traceback = 100
-    c.SandboxedExecute.timeout = int(os.environ.get("AUTOGRADER_CELL_TIMEOUT", 60))
-    c.SandboxedExecute.notebook_timeout = int(os.environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", 600))
     feedback.configure(c)  # feedback HTML with MathJax inlined (renders offline)
-    if os.environ.get("AUTOGRADER_DB_URL"):  # PostgreSQL (or any SQLAlchemy URL) for parallel TAs
-        c.CourseDirectory.db_url = os.environ["AUTOGRADER_DB_URL"]
-    if os.environ.get("AUTOGRADER_COURSE_ROOT"):
-        c.CourseDirectory.root = os.environ["AUTOGRADER_COURSE_ROOT"]
+    configure_from_environment(c, os.environ)
+
+
+def configure_from_environment(c, environ) -> None:
+    """A TA's plain ``nbgrader`` (or a Slurm job) may set options by environment variables:
+    ``AUTOGRADER_CELL_TIMEOUT`` / ``_NOTEBOOK_TIMEOUT`` (s), ``AUTOGRADER_DEVICE``,
+    ``AUTOGRADER_DB_URL``, ``AUTOGRADER_COURSE_ROOT``. ``python -m autograder`` does not rely
+    on them: it passes its options as traitlets configuration (see :mod:`autograder.worker`),
+    which is applied after this file and wins."""
+    c.SandboxedExecute.timeout = int(environ.get("AUTOGRADER_CELL_TIMEOUT", 60))
+    c.SandboxedExecute.notebook_timeout = int(environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", 600))
+    if environ.get("AUTOGRADER_DEVICE"):
+        c.TrustedVerdicts.device = c.SandboxedExecute.device = environ["AUTOGRADER_DEVICE"]
+    if environ.get("AUTOGRADER_DB_URL"):  # PostgreSQL (or any SQLAlchemy URL) for parallel TAs
+        c.CourseDirectory.db_url = environ["AUTOGRADER_DB_URL"]
+    if environ.get("AUTOGRADER_COURSE_ROOT"):
+        c.CourseDirectory.root = environ["AUTOGRADER_COURSE_ROOT"]
 
 
 if "get_config" in globals() and __name__ != "autograder.nbgrader_hooks":  # loaded by nbgrader_config.py

@@ -15,6 +15,8 @@ import json
 import re
 from pathlib import Path
 
+from autograder.engine.runner import cell_marker  # the cell separator the runner splits on
+
 try:
     import nbformat
 except ImportError:  # a grading node without Jupyter (``python -m autograder selfcheck``): plain JSON
@@ -107,7 +109,7 @@ def submission_source(source_nb, submitted_nb=None) -> str:
             code = cell.source
         else:
             continue
-        parts.append(f"# --- cell {meta.get('grade_id', '?')} ---\n{_strip_magics(code)}")
+        parts.append(f"{cell_marker(meta.get('grade_id', '?'))}\n{_strip_magics(code)}")
     return "\n\n".join(parts) + "\n"
 
 

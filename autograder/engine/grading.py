@@ -39,13 +39,11 @@ def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGr
     if shared:
         for (ci, call), out in zip(shared, run_calls(source, [c for _, c in shared], launcher=launcher)):
             call_outcomes[id(call)] = out
-    # A function that hung in the batch, or is banned, fails its isolated calls without a wait.
-    hung = {call.function for _, call in shared if (call_outcomes[id(call)].error or "").startswith("timed out")}
+    # A banned function fails its isolated calls without a run; one that hung in the batch
+    # fails them too (the supervisor's rule, kept by the shared launcher).
     function_of_cell = {gid: fn for gid, (fn, _) in suite.GRADE_CELLS.items()}
     for ci, call in lone:
-        if call.function in hung:
-            call_outcomes[id(call)] = Outcome(ok=False, error=f"not run: an earlier call of {call.function} timed out")
-        elif banned.get(function_of_cell[checks[ci].grade_id]):
+        if banned.get(function_of_cell[checks[ci].grade_id]):
             call_outcomes[id(call)] = Outcome(ok=False, error="not run: the function uses forbidden calls")
         else:
             call_outcomes[id(call)] = run_calls(source, [call], launcher=launcher)[0]

@@ -7,9 +7,14 @@ code can tamper with this process as it likes; all verdicts are computed outside
 by :mod:`autograder.engine.grading`, from the saved outputs.
 
 Usage: python -m autograder.engine.runner JOB_DIR FIRST_CALL [OUT_DIR]
-Reads JOB_DIR/job.pt (and skip.txt), writes OUT_DIR/loaded once the submission's code has run
-and OUT_DIR/outcome-<i>.pt for each call i >= FIRST_CALL (OUT_DIR defaults to JOB_DIR). In the
-sandbox, :mod:`autograder.engine.reaper` calls :func:`main` in a forked child instead.
+Reads JOB_DIR/job.pt, writes OUT_DIR/loaded once the submission's code has run and
+OUT_DIR/outcome-<i>.pt for each call i >= FIRST_CALL (OUT_DIR defaults to JOB_DIR). Which calls
+a job holds (none after a hang of their function) is the grader's decision
+(:mod:`autograder.engine.supervisor`). In the sandbox, :mod:`autograder.engine.reaper` calls
+:func:`main` in a forked child instead.
+
+The submission's source is its cells joined, each headed by :func:`cell_marker` (written by
+:func:`autograder.notebook.submission_source`); the runner executes it cell by cell.
 """
 from __future__ import annotations
 
@@ -23,7 +28,13 @@ from pathlib import Path
 import torch
 
 
-CELL_MARK = re.compile(r"^# --- cell .* ---$", re.M)  # written by autograder.notebook.submission_source
+CELL_MARKER = "# --- cell {grade_id} ---"  # the one definition of the cell separator of a submission's source
+CELL_MARK = re.compile("^" + re.escape(CELL_MARKER).replace(re.escape("{grade_id}"), ".*") + "$", re.M)
+
+
+def cell_marker(grade_id: str) -> str:
+    """The line that starts the cell ``grade_id`` in a submission's source (see :data:`CELL_MARK`)."""
+    return CELL_MARKER.format(grade_id=grade_id)
 
 
 def _describe(value):
@@ -102,7 +113,6 @@ def main(job_dir: str, first: int, out_dir: str | None = None) -> None:
     module = types.ModuleType("submission")
     module.__file__ = "<submission>"
     sys.modules["submission"] = module
-    load_error = None
     cell_errors = []
     # Cell by cell, like a notebook: a broken cell costs only what it defines.
     for cell in CELL_MARK.split(job["source"]):
@@ -114,18 +124,9 @@ def main(job_dir: str, first: int, out_dir: str | None = None) -> None:
             cell_errors.append(_short_error(err))
     module.__dict__["__cell_errors__"] = cell_errors
     (out_path / "loaded").touch()  # the grader now times each call on its own
-    skip_file = job_path / "skip.txt"
-    skip = {int(i) for i in skip_file.read_text().split()} if skip_file.exists() else set()
     for i, call in enumerate(job["calls"]):
-        if i < first:
-            continue
-        if i in skip:  # the grader has already failed it (an earlier call of its function hung)
-            outcome = {"ok": False, "error": "not run"}
-        elif load_error:
-            outcome = {"ok": False, "error": load_error}
-        else:
-            outcome = run_call(module.__dict__, call)
-        torch.save(outcome, out_path / f"outcome-{i}.pt")
+        if i >= first:
+            torch.save(run_call(module.__dict__, call), out_path / f"outcome-{i}.pt")
 
 
 if __name__ == "__main__":

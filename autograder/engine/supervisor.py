@@ -58,6 +58,7 @@ class LocalLauncher:
 
     def __init__(self, env: dict[str, str] | None = None):
         self.env, self.proc = env, None
+        self.hung: set[str] = set()  # functions of this submission with a timed-out call
         self._tmp = tempfile.TemporaryDirectory(prefix="grade-")
         self.workdir = Path(self._tmp.name)
 
@@ -103,7 +104,7 @@ class SandboxLauncher:
     status and peak memory on a pipe the graded code cannot reach.
 
     Layout of ``workdir`` (host side, bound writable into the sandbox): ``home/`` belongs to
-    the graded code (``nobody``); each run's ``job-*/`` (job.pt, skip.txt) belongs to the
+    the graded code (``nobody``); each run's ``job-*/`` (job.pt) belongs to the
     grader, with an ``out/`` folder for the code's outcomes -- so the grader never writes
     where the code could have planted a link. If the sandbox dies, the next run starts a new one.
     """
@@ -116,6 +117,7 @@ class SandboxLauncher:
         self.home = self.workdir / "home"
         self.home.mkdir()
         self.proc, self.report, self.control, self.ready = None, None, None, False
+        self.hung: set[str] = set()  # functions of this submission with a timed-out call
 
     def new_job(self) -> tuple[Path, Path]:
         job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
@@ -219,7 +221,9 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
     call: the submission's top-level code gets ``LOAD_TIMEOUT`` s, each call its own
     ``timeout`` from the moment the previous one finished. A call that overruns or
     kills the process gets an error, and the calls after it run in a fresh process;
-    if the code never finishes loading, every remaining call fails at once.
+    if the code never finishes loading, every remaining call fails at once. After a call
+    has timed out, the other calls of its function are not run (:func:`_not_run_after_hang`),
+    in this and in every later ``run_calls`` on the same ``launcher``.
 
     ``launcher`` (see :func:`launcher_for`) is shared by the runs of one submission; by
     default one is made for this call. ``Outcome.peak_rss_bytes`` of isolated calls is the
@@ -236,45 +240,46 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
 
 def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(calls)
-    job, out = launcher.new_job()
-    torch.save({"source": source, "calls": [c.payload() for c in calls]}, job / "job.pt")
-    first = 0
-    skipped: dict[int, str] = {}  # calls failed without running: their function already hung
-    while first < len(calls):
-        (job / "skip.txt").write_text(" ".join(map(str, sorted(skipped))))
-        launcher.start(job, out, first)
-        status, peak_rss, overran = _wait(launcher, out, calls, first)
-        done = first
-        for i in range(first, len(calls)):
-            path = out / f"outcome-{i}.pt"
-            if i in skipped:  # decided here, whatever the runner wrote
-                outcomes[i] = Outcome(ok=False, error=skipped[i])
-                path.unlink(missing_ok=True)
-                done = i + 1
-                continue
+    while True:
+        for i, call in enumerate(calls):
+            if outcomes[i] is None and call.function in launcher.hung:
+                outcomes[i] = _not_run_after_hang(call)
+        pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if not pending:
+            return outcomes  # type: ignore[return-value]
+        todo = [calls[i] for i in pending]
+        job, out = launcher.new_job()  # a job holds only the calls still to run
+        torch.save({"source": source, "calls": [c.payload() for c in todo]}, job / "job.pt")
+        launcher.start(job, out, 0)
+        status, peak_rss, overran = _wait(launcher, out, todo, 0)
+        done = 0
+        for k, i in enumerate(pending):
+            path = out / f"outcome-{k}.pt"
             if not path.exists():
                 break
             outcomes[i] = _load_outcome(path)
             outcomes[i].peak_rss_bytes = peak_rss if calls[i].isolated else None
-            path.unlink()
-            done = i + 1
-        if done < len(calls) and overran == "load":
-            for i in range(done, len(calls)):
+            done = k + 1
+        if done == len(pending):
+            continue
+        if overran == "load":
+            for i in pending[done:]:
                 outcomes[i] = Outcome(ok=False, error=f"the submission's top-level code did not finish "
                                       f"within {LOAD_TIMEOUT:.0f} s (infinite loop?)")
-            done = len(calls)
-        elif done < len(calls):
-            reason = (f"timed out (limit {calls[done].timeout:.0f} s)" if overran
-                      else f"the process died (exit status {status}) during this call")
-            outcomes[done] = Outcome(ok=False, error=reason)
-            if overran:  # one hang per function is enough: don't wait for each of its calls
-                hung = calls[done].function
-                skipped.update({j: f"not run: an earlier call of {hung} timed out"
-                                for j in range(done + 1, len(calls)) if calls[j].function == hung})
-            done += 1
-        first = done
-        (out / "loaded").unlink(missing_ok=True)
-    return outcomes  # type: ignore[return-value]
+            continue
+        stuck = pending[done]
+        outcomes[stuck] = Outcome(ok=False, error=(
+            f"timed out (limit {calls[stuck].timeout:.0f} s)" if overran
+            else f"the process died (exit status {status}) during this call"))
+        if overran:
+            launcher.hung.add(calls[stuck].function)
+
+
+def _not_run_after_hang(call: Call) -> Outcome:
+    """The rule for the calls after a hang: once a call of a function has timed out, the other
+    calls of that function in the same submission (this batch and later ones) fail without
+    being run -- one hang per function is enough, its other calls are not waited for."""
+    return Outcome(ok=False, error=f"not run: an earlier call of {call.function} timed out")
 
 
 def _wait(launcher, out: Path, calls: list[Call], first: int) -> tuple[int, int | None, str | None]:
