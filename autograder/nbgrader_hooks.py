@@ -135,10 +135,12 @@ class SandboxedExecute(Execute):
         km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / "kernel"),
                                     connection_file=str(workdir / "connection.json"),
                                     workdir=workdir, cpu_seconds=self.notebook_timeout + 60, device=self.device)
+        started = time.monotonic()
         try:
             return super().preprocess(nb, resources, km=km)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            self.log.info("notebook run in the sandboxed kernel: %.1f s", time.monotonic() - started)
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -268,6 +270,7 @@ class TrustedVerdicts(NbGraderPreprocessor):
         started = time.monotonic()
         cells = grade(suite, code, device=device, sandbox=default_sandbox(device))
         seconds = time.monotonic() - started
+        self.log.info("graded by the hidden suite: %.1f s", seconds)
         resources.setdefault("autograder", {})["cells"] = cells
         for cell in nb.cells:
             if is_graded_test(cell):

@@ -23,10 +23,28 @@ def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None
         launcher.close()
 
 
+_BUILT: dict[tuple[int, str], tuple[object, list[Check]]] = {}
+
+
+def suite_checks(suite, device: str) -> list[Check]:
+    """``suite.build_checks(device)``, built once per process and suite object.
+
+    Checks are trusted data -- inputs, references, verdict functions that only read the
+    outcomes -- and building them is deterministic (seeded), so a long-lived grading worker
+    (:mod:`autograder.worker`) reuses them for every submission instead of rebuilding
+    (seconds of CPU each: hw-conv retrains its reference CNN). The submission's runs still
+    get fresh copies of every input (:mod:`autograder.engine.runner`).
+    """
+    key = (id(suite), device)
+    if key not in _BUILT or _BUILT[key][0] is not suite:
+        _BUILT[key] = (suite, suite.build_checks(device))
+    return _BUILT[key][1]
+
+
 def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGrade]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    launcher.prestart()  # the sandbox starts while the checks are built
-    checks: list[Check] = suite.build_checks(device)
+    launcher.prestart()  # the sandbox starts while the checks are built (or taken from the cache)
+    checks = suite_checks(suite, device)
     unknown = {c.grade_id for c in checks} - set(suite.GRADE_CELLS)
     if unknown:
         raise ValueError(f"checks name grade cells the suite does not declare: {sorted(unknown)}")
