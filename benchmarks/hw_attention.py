@@ -57,14 +57,9 @@ def flex_window_attention(w, T):
 
 
 def dense_rope(x, positions, base=10000.0):
-    """RoPE by the definition: one D x D rotation matrix per position."""
-    d = x.shape[-1]
-    i = torch.arange(d // 2)
-    angles = positions.float()[:, None] * base ** (-2.0 * i.float() / d)
-    R = torch.zeros(len(positions), d, d)
-    R[:, 2 * i, 2 * i], R[:, 2 * i, 2 * i + 1] = angles.cos(), -angles.sin()
-    R[:, 2 * i + 1, 2 * i], R[:, 2 * i + 1, 2 * i + 1] = angles.sin(), angles.cos()
-    return torch.einsum("tij,bhtj->bhti", R, x)
+    """RoPE by the definition: one D x D rotation matrix per position (the book's lec4.rope.rope_by_definition)."""
+    from lec4.rope import rope_by_definition
+    return rope_by_definition(x, positions, base)
 
 
 def _status_kib(field: str) -> int:

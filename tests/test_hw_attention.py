@@ -1,4 +1,4 @@
-"""The assignment hw-attention: notebook <-> suite consistency, the reference gets full marks, the
+"""The assignment hw-attention: the notebook follows the public spec (lec4.homework.hw_attention), the reference gets full marks, the
 catalog of faulty implementations is well formed (each entry graded in the sandbox:
 test_autograder_selfcheck.py), the release is what nbgrader generates and holds no solution, and
 nbgrader validate accepts/rejects correctly."""
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from autograder.notebook import SOLUTION_REGION, submission_source  # noqa: E402
 from autograder.engine.grading import grade  # noqa: E402
 from autograder.suites import hw_attention as suite  # noqa: E402
+from lec4.homework import hw_attention as spec  # noqa: E402
 
 SOURCE_NB = ROOT / "solutions" / "hw-attention" / "hw-attention.ipynb"
 RELEASE_NB = ROOT / "assignments" / "hw-attention" / "hw-attention.ipynb"
@@ -45,11 +46,13 @@ def _literal(cell_source: str, name: str):
     raise AssertionError(f"{name} not assigned in the cell")
 
 
-# ----------------------------------------------------------------------------- notebook <-> suite
-def test_grade_cells_and_points_match_the_suite():
+# ----------------------------------------------------------------------------- notebook <-> spec
+def test_grade_cells_and_points_match_the_spec():
+    """The notebook's nbgrader metadata (points, order) is the spec's GRADE_CELLS."""
     nb = nbformat.read(SOURCE_NB, as_version=4)
     graded = {_meta(c)["grade_id"]: _meta(c)["points"] for c in nb.cells if _meta(c).get("grade")}
-    assert graded == {gid: pts for gid, (_, pts) in suite.GRADE_CELLS.items()}
+    assert graded == {gid: pts for gid, (_, pts) in spec.GRADE_CELLS.items()}
+    assert suite.GRADE_CELLS is spec.GRADE_CELLS and suite.FORBIDDEN is spec.FORBIDDEN
     assert sum(graded.values()) == 100
     assert "**Total: 100 points.**" in nb.cells[0].source
     solutions = [_meta(c)["grade_id"] for c in nb.cells if _meta(c).get("solution")]
@@ -61,22 +64,26 @@ def test_grade_cells_and_points_match_the_suite():
         if meta.get("solution"):
             owner = meta["grade_id"]
         elif meta.get("grade"):
-            assert suite.GRADE_CELLS[meta["grade_id"]][0] == owner, meta["grade_id"]
-    for gid, (_, pts) in suite.GRADE_CELLS.items():
+            assert spec.GRADE_CELLS[meta["grade_id"]][0] == owner, meta["grade_id"]
+    for gid, (_, pts) in spec.GRADE_CELLS.items():
         if "hidden" in gid:
             source = _cell(nb, gid).source
             assert source.startswith("# Hidden tests") and f"({pts} points)" in source
             assert all(line.startswith("#") for line in source.splitlines()), f"{gid} must hold no code"
 
 
-def test_visible_cases_and_tolerances_match_the_suite():
+def test_notebook_imports_the_contract_instead_of_copying_it():
+    """Tolerances, cases and references come from lec4.homework / lec4.rope: no locked cell defines them."""
     nb = nbformat.read(SOURCE_NB, as_version=4)
-    assert _literal(_cell(nb, "rope_visible").source, "ROPE_CASES") == suite.ROPE_VISIBLE_CASES
-    assert _literal(_cell(nb, "gqa_visible").source, "GQA_CASES") == suite.GQA_VISIBLE_CASES
-    assert _literal(_cell(nb, "swa_visible").source, "SWA_CASES") == suite.SWA_VISIBLE_CASES
-    namespace: dict = {}
-    exec(compile(_cell(nb, "setup").source, "setup", "exec"), namespace)
-    assert namespace["TOLERANCES"] == suite.TOLERANCES
+    locked = [c.source for c in nb.cells if c.cell_type == "code" and _meta(c).get("locked")]
+    defined = {t.id for source in locked for node in ast.parse(source).body
+               for t in (node.targets if isinstance(node, ast.Assign) else [])
+               if isinstance(t, ast.Name)} | {node.name for source in locked for node in ast.parse(source).body
+                                              if isinstance(node, ast.FunctionDef)}
+    assert not defined & {"TOLERANCES", "ROPE_CASES", "GQA_CASES", "SWA_CASES", "random_tensor", "check_close",
+                          "rope_dense_reference", "attention_reference", "window_mask", "causal_mask"}
+    setup = _cell(nb, "setup").source
+    assert "from lec4.homework" in setup and "from lec4.rope import rope_by_definition" in _cell(nb, "rope_visible").source
 
 
 def test_suite_references_agree_with_each_other():
@@ -98,14 +105,6 @@ def test_suite_references_agree_with_each_other():
     assert torch.allclose(suite.attention_reference(q, k, v, suite.window_mask(9, w)), naive, atol=1e-10)
     assert torch.allclose(suite.window_rows_reference(q, k, v, w, [0, 4, 8]), naive[:, :, [0, 4, 8]], atol=1e-10)
     assert suite.causal_mask(2, 5).tolist() == [[True] * 4 + [False], [True] * 5]
-
-
-def test_missing_gpu_is_an_error_when_required(monkeypatch):
-    monkeypatch.setenv(suite.REQUIRE_GPU_ENV, "1")
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present")
-    with pytest.raises(RuntimeError, match=suite.REQUIRE_GPU_ENV):
-        suite.build_checks("cpu")
 
 
 # ----------------------------------------------------------------------------- grading
@@ -159,7 +158,7 @@ def test_release_holds_no_solution_and_no_hidden_tests():
     for fn in FUNCTIONS:
         cell = _cell(release, fn)
         assert cell.source.startswith(f"def {fn}(") and "raise NotImplementedError()" in cell.source
-    for gid in suite.GRADE_CELLS:
+    for gid in spec.GRADE_CELLS:
         if "hidden" in gid:
             assert all(line.startswith("#") for line in _cell(release, gid).source.splitlines())
 

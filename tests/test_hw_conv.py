@@ -22,9 +22,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 from autograder.notebook import submission_source  # noqa: E402
-from autograder.checks import DYNAMIC_ACCESS  # noqa: E402
 from autograder.engine.grading import grade  # noqa: E402
 from autograder.suites import hw_conv  # noqa: E402
+from lec4.homework import hw_conv as spec  # noqa: E402
 
 SOURCE_NB = ROOT / "solutions" / "hw-conv" / "hw-conv.ipynb"
 RELEASE_NB = ROOT / "assignments" / "hw-conv" / "hw-conv.ipynb"
@@ -82,11 +82,13 @@ def _breaks(path: Path) -> str:
 
 # --- the suite against the notebook -----------------------------------------------------------
 
-def test_grade_cells_and_points_match_notebook():
+def test_grade_cells_and_points_match_the_spec():
+    """The notebook's nbgrader metadata is the spec's GRADE_CELLS (which the suite uses as is)."""
     graded = {gid: c.metadata["nbgrader"]["points"] for gid, c in _notebook_cells(SOURCE_NB).items()
               if c.metadata["nbgrader"]["grade"]}
-    assert graded == {gid: pts for gid, (_, pts) in hw_conv.GRADE_CELLS.items()}
-    assert hw_conv.ASSIGNMENT == SOURCE_NB.parent.name and hw_conv.NOTEBOOK == SOURCE_NB.name
+    assert graded == {gid: pts for gid, (_, pts) in spec.GRADE_CELLS.items()}
+    assert hw_conv.GRADE_CELLS is spec.GRADE_CELLS and hw_conv.FORBIDDEN is spec.FORBIDDEN
+    assert spec.ASSIGNMENT == SOURCE_NB.parent.name and spec.NOTEBOOK == SOURCE_NB.name
     hidden = {gid for gid, c in _notebook_cells(SOURCE_NB).items() if c.source.startswith("# Hidden tests")}
     assert hidden == {"test_conv2d_backward_hidden", "test_maxpool2d_backward_hidden"}
     assert all(c.source.count("\n") == 0 for gid, c in _notebook_cells(SOURCE_NB).items() if gid in hidden)
@@ -99,13 +101,18 @@ def test_every_check_names_a_declared_cell_and_every_cell_has_checks():
     assert len([c for c in checks if c.grade_id == "test_maxpool2d_backward_hidden"]) >= 10
 
 
-def test_notebook_forbidden_lists_match_suite():
-    setup = _notebook_cells(SOURCE_NB)["setup"].source
-    namespace: dict = {}
-    exec(compile(setup, "setup", "exec"), namespace)
-    assert namespace["FORBIDDEN_CONV"] == hw_conv.FORBIDDEN["conv2d_backward"]
-    assert namespace["FORBIDDEN_POOL"] == hw_conv.FORBIDDEN["maxpool2d_backward"]
-    assert namespace["DYNAMIC_ACCESS"] == DYNAMIC_ACCESS
+def test_notebook_imports_the_given_code_and_the_rules():
+    """The given layers, init_cnn_params, forbidden lists and the rule come from lec4.homework: no copies."""
+    cells = _notebook_cells(SOURCE_NB)
+    locked = [c.source for c in cells.values() if c.cell_type == "code" and c.metadata["nbgrader"].get("locked")]
+    defined = {node.name for source in locked for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+    assigned = {t.id for source in locked for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert not defined & {"conv2d_forward", "maxpool2d_forward", "distinct_values", "init_cnn_params",
+                          "check_close", "assert_no_forbidden_names", "conv_output_size"}
+    assert not assigned & {"FORBIDDEN_CONV", "FORBIDDEN_POOL", "DYNAMIC_ACCESS"}
+    assert "assert_no_forbidden_names(conv2d_backward, FORBIDDEN_CONV)" in cells["test_conv2d_backward_visible"].source
+    assert "assert_no_forbidden_names(maxpool2d_backward, FORBIDDEN_POOL)" in cells["test_maxpool2d_backward_visible"].source
 
 
 def test_reference_solution_gets_full_marks():
@@ -132,14 +139,6 @@ def test_forbidden_calls_zero_the_function(tmp_path):
         assert cells[gid].points == 0, gid
     assert "forbidden" in cells["test_conv2d_backward_hidden"].results[0].hint
     assert cells["test_maxpool2d_backward_hidden"].points == cells["test_maxpool2d_backward_hidden"].max_points
-
-
-def test_require_gpu_env_makes_missing_gpu_an_error(monkeypatch):
-    monkeypatch.setenv(hw_conv.REQUIRE_GPU_ENV, "1")
-    if torch.cuda.is_available():
-        assert hw_conv.build_checks("cuda")
-    with pytest.raises(RuntimeError, match="AUTOGRADER_REQUIRE_GPU"):
-        hw_conv.build_checks("cpu")
 
 
 def test_references_are_autograd_of_torch_layers():
@@ -214,7 +213,7 @@ def test_nbgrader_validate_fails_clearly_on_the_blank_release(tmp_path):
 
 def test_trusted_pretraining_is_torch_sgd_with_momentum():
     """The suite's hand-written SGD (no torch.optim: its import costs seconds per graded notebook)."""
-    params = [p.requires_grad_() for p in hw_conv._initial_params(1201)]
+    params = [p.requires_grad_() for p in spec.init_cnn_params(1201, torch.float64)]
     optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
     _, _, x, y = hw_conv._digits_batches()
     for step in range(60):

@@ -80,7 +80,7 @@ def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGr
                 hint = str(err) or "wrong result"
             except Exception as err:  # outcomes of an unexpected shape (forged or broken by the submission)
                 hint = f"the results could not be checked ({type(err).__name__})"
-        cells[check.grade_id].results.append(CheckResult(check.grade_id, check.name, hint is None, hint))
+        cells[check.grade_id].results.append(CheckResult(check.grade_id, check.name, hint is None, hint, check.kind))
     for cell in cells.values():
         if cell.results:
             passed = sum(r.passed for r in cell.results)

@@ -12,56 +12,28 @@ loss's gradient, and the six parameter gradients must equal autograd's (and lowe
 """
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
-from autograder.checks import Call, Check, Outcome, assert_close, expect_ok, tensor_of, anchor_property_checks
+from autograder.checks import (Call, Check, Outcome, all_of, anchor_property_checks, assert_close, autograd_reference,
+                               device_check, expect_ok, gradient_check, raises_check, tensor_of, value_check)
+from lec4.homework.hw_conv import (ASSIGNMENT, CONV_CASES, FORBIDDEN, GRADE_CELLS, NOTEBOOK,  # noqa: F401
+                                   POOL_CASES, TOLERANCES, init_cnn_params)
 
-ASSIGNMENT = "hw-conv"
-NOTEBOOK = "hw-conv.ipynb"
-
-GRADE_CELLS = {
-    "test_conv2d_backward_visible": ("conv2d_backward", 6),
-    "test_conv2d_backward_hidden": ("conv2d_backward", 14),
-    "test_maxpool2d_backward_visible": ("maxpool2d_backward", 4),
-    "test_maxpool2d_backward_hidden": ("maxpool2d_backward", 8),
-    "test_wiring": ("cnn_logits", 3),
-    "test_train_cnn": ("cnn_logits", 5),
-}
-
-_NO_AUTOGRAD = {"autograd", "backward", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "enable_grad",
-                "set_grad_enabled", "requires_grad_"}
-# cnn_logits (given) runs through the student's two backward functions: blanking either one
-# also costs the wiring and training cells (used by the simulated class to predict scores).
-DEPENDS = {"cnn_logits": {"conv2d_backward", "maxpool2d_backward"}}
-
-# The layers of the CNN (cnn_logits and everything it calls) must not fall back to PyTorch's own.
-_TORCH_LAYERS = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-                 "conv2d_input", "conv2d_weight", "convolution_backward", "_convolution", "Conv2d",
-                 "ConvTranspose2d", "max_pool2d", "max_pool2d_with_indices", "max_pool2d_with_indices_backward",
-                 "max_unpool2d", "MaxPool2d", "MaxUnpool2d", "adaptive_max_pool2d", "fractional_max_pool2d"}
-FORBIDDEN = {
-    "conv2d_backward": {n for n in _TORCH_LAYERS if "conv" in n.lower()} | _NO_AUTOGRAD,
-    "maxpool2d_backward": {n for n in _TORCH_LAYERS if "pool" in n.lower()} | _NO_AUTOGRAD,
-    "cnn_logits": set(_TORCH_LAYERS),
-}
-
-REQUIRE_GPU_ENV = "AUTOGRADER_REQUIRE_GPU"
-TOL = {torch.float64: (1e-9, 1e-7), torch.float32: (1e-3, 1e-4)}  # (atol, rtol)
+TOL = TOLERANCES  # (atol, rtol) per dtype
 
 # (N, C, H, W, F, KH, KW, stride, padding): strides 1-3, padding 0-2, non-square kernels, C != F,
 # N = 1, C = 1, F = 1, and sizes the stride does not divide (rows/columns no window reaches).
-CONV_VISIBLE = [(2, 3, 6, 6, 4, 3, 3, 1, 0), (2, 2, 7, 8, 3, 3, 2, 2, 1)]
+CONV_VISIBLE = CONV_CASES  # the notebook's visible cases (lec4.homework.hw_conv)
 CONV_HIDDEN = [(2, 3, 7, 7, 4, 3, 3, 1, 0), (2, 3, 8, 8, 5, 3, 3, 2, 1), (1, 2, 9, 7, 3, 2, 3, 3, 2),
                (3, 4, 10, 9, 2, 5, 3, 2, 2), (2, 1, 6, 11, 6, 1, 4, 1, 1), (2, 5, 7, 8, 1, 4, 2, 3, 0),
                (4, 3, 5, 5, 4, 5, 5, 1, 2), (1, 6, 12, 10, 8, 3, 3, 2, 0), (2, 2, 8, 8, 3, 3, 3, 3, 1),
                (2, 3, 9, 9, 4, 3, 3, 1, 2)]
 # (N, C, H, W, kernel_size, stride): overlapping windows (stride < kernel), gaps (stride > kernel),
 # sizes the stride does not divide, one window covering the whole image.
-POOL_VISIBLE = [(2, 3, 8, 8, 2, 2), (2, 2, 7, 9, 3, 1), (1, 2, 9, 8, 3, 2)]
+POOL_VISIBLE = POOL_CASES
 POOL_HIDDEN = [(2, 3, 8, 8, 2, 2), (2, 2, 7, 9, 3, 1), (1, 3, 9, 9, 3, 2), (2, 2, 10, 11, 2, 3),
                (3, 1, 5, 7, 2, 1), (2, 4, 6, 6, 3, 3), (1, 1, 4, 4, 4, 1), (2, 2, 9, 8, 4, 2)]
 
@@ -116,107 +88,41 @@ def pool_case(cfg, seed: int):
     return (grad_out, x), leaf.grad
 
 
-# --- verification helpers ---------------------------------------------------------------------
-
-def _items(description, count: int, what: str) -> list:
-    if not isinstance(description, dict) or description.get("kind") not in ("tuple", "list") \
-            or len(description["items"]) != count:
-        raise AssertionError(f"{what} must return a tuple of {count} tensors")
-    return description["items"]
-
-
-def _same_device(description, device: str, what: str) -> None:
-    got = str(description.get("device", "")) if isinstance(description, dict) else ""
-    if got.split(":")[0] != device.split(":")[0]:
-        raise AssertionError(f"{what} is on {got or 'no device'}, expected the inputs' device ({device}); "
-                             "create tensors with new_zeros / zeros_like or device=x.device")
-
-
-def _inputs_unchanged(outcome: Outcome, originals: list[torch.Tensor], names: list[str]) -> None:
-    after = outcome.args_after.get("items", []) if isinstance(outcome.args_after, dict) else []
-    for description, original, name in zip(after, originals, names):
-        if not torch.equal(tensor_of(description), original.to(tensor_of(description).dtype)):
-            raise AssertionError(f"the function modified its input {name} in place")
-
-
-def _expect_value_error(outcome: Outcome, what: str) -> None:
-    if outcome.ok:
-        raise AssertionError(f"{what} should raise ValueError, but the call returned")
-    if not str(outcome.error).startswith("ValueError"):
-        raise AssertionError(f"{what} should raise ValueError, got {outcome.error}")
-
-
 # --- checks -----------------------------------------------------------------------------------
 
 def conv_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dtype) -> Check:
+    """(grad_x, grad_weight, grad_bias) equal autograd's at the inputs sent, on their device; inputs unchanged."""
     args = [t.to(dtype) for t in conv_inputs(cfg, seed)]
     stride, padding = cfg[7], cfg[8]
     expected = conv_reference(*args, stride, padding)  # at the inputs actually sent (float32 rounded)
     label = f"{_describe_conv(cfg)}, {str(dtype).removeprefix('torch.')}"
-    atol, rtol = TOL[dtype]
-
-    def verify(outcomes: list[Outcome]) -> str | None:
-        (outcome,) = outcomes
-        expect_ok(outcome)
-        items = _items(outcome.output, 3, "conv2d_backward")
-        for name, description, exp in zip(["grad_x", "grad_weight", "grad_bias"], items, expected):
-            _same_device(description, device, f"{name} ({label})")
-            assert_close(description, exp.to(dtype), atol, rtol, f"{name} ({label})")
-        _inputs_unchanged(outcome, args, ["grad_out", "x", "weight"])
-        return None
-
     call = Call("conv2d_backward", args, {"stride": stride, "padding": padding}, device=device)
-    return Check(grade_id, f"conv2d_backward values: {label}", [call], verify)
+    return value_check(grade_id, f"conv2d_backward values: {label}", call, [e.to(dtype) for e in expected],
+                       TOL[dtype], what=[f"{name} ({label})" for name in ("grad_x", "grad_weight", "grad_bias")],
+                       unchanged=True)
 
 
 def meta_check(grade_id: str, function: str, args: list, kwargs: dict, shapes: list[tuple], label: str) -> Check:
-    """Run on the meta device: every output must stay there (no tensor created on the CPU)."""
-    def verify(outcomes: list[Outcome]) -> str | None:
-        (outcome,) = outcomes
-        if not outcome.ok:
-            raise AssertionError(f"the call on device 'meta' failed ({outcome.error}); tensors created "
-                                 "without device=... end up on the CPU and cannot mix with the inputs")
-        items = _items(outcome.output, len(shapes), function) if len(shapes) > 1 else [outcome.output]
-        for description, shape in zip(items, shapes):
-            if not isinstance(description, dict) or description.get("kind") != "tensor":
-                raise AssertionError(f"{function} must return tensors")
-            _same_device(description, "meta", f"an output of {function}")
-            if tuple(description["shape"]) != tuple(shape):
-                raise AssertionError(f"on device 'meta': output shape {tuple(description['shape'])}, expected {shape}")
-            if description["dtype"] != "torch.float32":
-                raise AssertionError(f"on device 'meta': output dtype {description['dtype']}, expected torch.float32")
-        return None
-
-    return Check(grade_id, f"{function} keeps outputs on the inputs' device: {label}",
-                 [Call(function, args, kwargs, device="meta")], verify)
+    """Run on the meta device: every (float32) output must stay there (no tensor created on the CPU)."""
+    return device_check(grade_id, f"{function} keeps outputs on the inputs' device: {label}",
+                        Call(function, args, kwargs, device="meta"), shapes, torch.float32)
 
 
 def error_check(grade_id: str, function: str, args: list, kwargs: dict, what: str, device: str) -> Check:
-    def verify(outcomes: list[Outcome]) -> str | None:
-        _expect_value_error(outcomes[0], what)
-        return None
-    return Check(grade_id, f"{function}: {what} raises ValueError", [Call(function, args, kwargs, device=device)], verify)
+    """Bad input ``what`` raises ValueError."""
+    return raises_check(grade_id, f"{function}: {what} raises ValueError", Call(function, args, kwargs, device=device),
+                        what)
 
 
 def pool_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dtype) -> Check:
+    """grad_x equals autograd's (tie-free input: one maximum per window), on the inputs' device; inputs unchanged."""
     (grad_out, x), expected = pool_case(cfg, seed)
     args = [grad_out.to(dtype), x.to(dtype)]
-    if dtype != torch.float64:
-        expected = expected.to(dtype)  # the argmax is the same (values exact); sums of one-or-few terms
-    k, s = cfg[4], cfg[5]
+    # in float32 the argmax is the same (values exact); sums of one-or-few terms
     label = f"{_describe_pool(cfg)}, {str(dtype).removeprefix('torch.')}"
-    atol, rtol = TOL[dtype]
-
-    def verify(outcomes: list[Outcome]) -> str | None:
-        (outcome,) = outcomes
-        expect_ok(outcome)
-        _same_device(outcome.output, device, f"grad_x ({label})")
-        assert_close(outcome.output, expected.to(dtype), atol, rtol, f"grad_x ({label})")
-        _inputs_unchanged(outcome, args, ["grad_out", "x"])
-        return None
-
-    call = Call("maxpool2d_backward", args + [k, s], device=device)
-    return Check(grade_id, f"maxpool2d_backward values: {label}", [call], verify)
+    call = Call("maxpool2d_backward", args + [cfg[4], cfg[5]], device=device)
+    return value_check(grade_id, f"maxpool2d_backward values: {label}", call, expected.to(dtype), TOL[dtype],
+                       what=f"grad_x ({label})", unchanged=True)
 
 
 def conv_checks(device: str) -> list[Check]:
@@ -268,26 +174,14 @@ def pool_checks(device: str) -> list[Check]:
 # --- wiring and the CNN training step -----------------------------------------------------------
 
 def layer_grad_check(function: str, args: list, grad_of: tuple, reference, label: str, device: str) -> Check:
-    """Backpropagate a fixed gradient through the student's layer in the sandbox; compare with autograd."""
-    leaves = [args[i].clone().requires_grad_() if i in grad_of else args[i] for i in range(len(args))]
-    out = reference(*leaves)
+    """Backpropagate a fixed gradient through the student's layer in the sandbox; compare with autograd (float64)."""
+    out = reference(*args).detach()
     grad_output = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(len(label)))
-    expected = torch.autograd.grad(out, [leaves[i] for i in grad_of], grad_output)
-
-    def verify(outcomes: list[Outcome]) -> str | None:
-        (outcome,) = outcomes
-        expect_ok(outcome)
-        _same_device(outcome.output, device, f"{function} output")
-        assert_close(outcome.output, out.detach(), 1e-9, 1e-7, f"{function} output ({label})")
-        for index, description, exp in zip(grad_of, outcome.grads or [], expected):
-            if description is None or description.get("kind") != "tensor":
-                raise AssertionError(f"{function}: no gradient reached argument {index} ({label}); "
-                                     "does backward return one gradient per forward input?")
-            assert_close(description, exp, 1e-9, 1e-7, f"{function}: gradient of argument {index} ({label})")
-        return None
-
+    _, expected = autograd_reference(reference, args, grad_of, grad_output)
     call = Call(function, args, device=device, grad_of=grad_of, grad_output=grad_output)
-    return Check("test_wiring", f"{function} gradients: {label}", [call], verify)
+    return gradient_check("test_wiring", f"{function} gradients: {label}", call, list(expected), TOL[torch.float64],
+                          expected_output=out,
+                          no_gradient_hint="does backward return one gradient per forward input?")
 
 
 def wiring_checks(device: str) -> list[Check]:
@@ -306,18 +200,9 @@ def wiring_checks(device: str) -> list[Check]:
         checks.append(layer_grad_check("maxpool2d_layer", [x, k, s], (0,), lambda x, k, s: F.max_pool2d(x, k, s),
                                        f"kernel {k}, stride {s}", device))
     # The wiring is one piece of work: each check pairs a conv layer with a pool layer, so the
-    # cell is worth nothing while either backward function is missing (see DEPENDS).
+    # cell is worth nothing while either backward function is missing.
     conv, pool = checks[:2], checks[2:]
-    return [_both(c, p) for c, p in zip(conv, pool)]
-
-
-def _both(first: Check, second: Check) -> Check:
-    """One check that passes when both ``first`` and ``second`` pass."""
-    n = len(first.calls)
-
-    def verify(outcomes):
-        return first.verify(outcomes[:n]) or second.verify(outcomes[n:])
-    return Check(first.grade_id, f"{first.name} and {second.name}", first.calls + second.calls, verify)
+    return [all_of(f"{c.name} and {p.name}", c, p) for c, p in zip(conv, pool)]
 
 
 def reference_cnn_logits(x, conv1_w, conv1_b, conv2_w, conv2_b, fc_w, fc_b):
@@ -338,18 +223,10 @@ def _digits_batches() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.T
     return x[:48], train.y[:48], x[48:], train.y[48:]
 
 
-def _initial_params(seed: int) -> list[torch.Tensor]:
-    """The notebook's initialization (init_cnn_params), in float64, from a seed of the grader's."""
-    gen = torch.Generator().manual_seed(seed)
-    shapes = [(8, 1, 3, 3), (8,), (16, 8, 3, 3), (16,), (10, 64), (10,)]
-    fan_in = [9, 9, 72, 72, 64, 64]
-    return [torch.randn(shape, dtype=torch.float64, generator=gen) / fan ** 0.5 for shape, fan in zip(shapes, fan_in)]
-
-
 def _pretrained_params(seed: int, steps: int = 60) -> list[torch.Tensor]:
     """Parameters after some trusted SGD on other digits, so the graded step is mid-training."""
     _, _, x_train, y_train = _digits_batches()
-    params = _initial_params(seed)
+    params = init_cnn_params(seed, torch.float64)
     velocity = [torch.zeros_like(p) for p in params]
     lr, momentum = 0.05, 0.9
     for step in range(steps):  # SGD with momentum, as torch.optim.SGD (whose import costs seconds: torch._dynamo)
@@ -391,20 +268,17 @@ def training_step_check(params: list[torch.Tensor], dtype: torch.dtype, label: s
 
     call = Call("cnn_logits", [x] + params, device=device, grad_of=tuple(range(1, 7)),
                 grad_output=grad_logits.to(dtype))
-    return Check("test_train_cnn", f"CNN training step on digits: {label}", [call], verify)
+    return Check("test_train_cnn", f"CNN training step on digits: {label}", [call], verify, kind="gradient")
 
 
 def training_checks(device: str) -> list[Check]:
-    at_init, trained = _initial_params(1200), _pretrained_params(1201)
+    at_init, trained = init_cnn_params(1200, torch.float64), _pretrained_params(1201)
     return [training_step_check(at_init, torch.float64, "at initialization, float64", device),
             training_step_check(trained, torch.float64, "mid-training, float64", device),
             training_step_check(trained, torch.float32, "mid-training, float32", device)]
 
 
 def build_checks(device: str) -> list[Check]:
-    """All checks on ``device`` ("cuda" when the grader has a GPU); AUTOGRADER_REQUIRE_GPU=1 makes a missing GPU an error."""
-    if os.environ.get(REQUIRE_GPU_ENV) == "1" and (not device.startswith("cuda") or not torch.cuda.is_available()):
-        raise RuntimeError(f"{REQUIRE_GPU_ENV}=1 but grading would run on {device!r} "
-                           f"(torch.cuda.is_available() = {torch.cuda.is_available()})")
+    """All checks on ``device`` ("cuda" when the grader has a GPU)."""
     checks = conv_checks(device) + pool_checks(device) + wiring_checks(device) + training_checks(device)
     return anchor_property_checks(checks, GRADE_CELLS)

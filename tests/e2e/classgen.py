@@ -29,6 +29,12 @@ def _solution_ids(nb):
     return [_meta(c)["grade_id"] for c in nb.cells if _meta(c).get("solution")]
 
 
+# Graded functions that run through other graded functions, per assignment: blanking one of the
+# latter costs the former's cells too (the expectation of a partial submission). hw-conv's given
+# cnn_logits runs through the student's conv2d_backward and maxpool2d_backward.
+DEPENDS = {"hw-conv": {"cnn_logits": {"conv2d_backward", "maxpool2d_backward"}}}
+
+
 def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str, float]:
     source, release = nbformat.read(source_nb, 4), nbformat.read(release_nb, 4)
     solution = {_meta(c)["grade_id"]: c.source for c in source.cells if _meta(c).get("solution")}
@@ -39,8 +45,7 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     # which solution cell defines which function (by `def name(` in the solution source);
     # functions given in locked cells (e.g. a model wired from the student's pieces) have none
     cell_of = {fn: g for fn in functions for g, src in solution.items() if f"def {fn}(" in src}
-    # a suite may declare DEPENDS = {function: {functions it calls}}: blanking one costs both
-    depends = getattr(suite, "DEPENDS", {})
+    depends = DEPENDS.get(suite.ASSIGNMENT, {})
 
     def lost(fn):
         return points[fn] + sum(points[g] for g in functions if fn in depends.get(g, ()))
