@@ -197,8 +197,8 @@ class Settings:
     def traitlets(self) -> dict:
         options: dict = {}
         if self.device:
-            options["TrustedVerdicts"] = {"device": self.device}
-            options["SandboxedExecute"] = {"device": self.device}
+            for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts"):
+                options[section] = {"device": self.device}
         if self.cell_timeout is not None:
             options.setdefault("SandboxedExecute", {})["timeout"] = self.cell_timeout
         if self.notebook_timeout is not None:

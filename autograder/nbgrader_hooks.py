@@ -7,6 +7,7 @@ submission after submission) does:
 
 1. sanitize (nbgrader's own): clear outputs, drop duplicate ids, restore the kernel spec
    and the instructor's test cells and metadata, re-add deleted test cells;
+   then :class:`StartTrustedGrading` starts step 3's hidden suite, which runs beside step 2;
 2. :class:`SandboxedExecute`: run the notebook in a kernel confined by bubblewrap
    (:mod:`autograder.engine.sandbox`, connected over Unix sockets since it has no network),
    with a per-cell timeout, a per-notebook time budget, a cap on output size, and a
@@ -27,6 +28,7 @@ environment variables only for a TA's plain ``nbgrader`` use.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import hashlib
 import os
@@ -241,11 +243,51 @@ class RestoreMetadata(NbGraderPreprocessor):
             nb.cells.insert(max(before) + 1 if before else 0, restored)
 
 
+class StartTrustedGrading(NbGraderPreprocessor):
+    """First step of autograding: start the hidden suite on the submission's code in a
+    background thread, so that it (its own grading sandbox) runs while the notebook runs in
+    the kernel sandbox; :class:`TrustedVerdicts` takes the result. The code comes from the
+    sanitized notebook's cell sources, which executing the notebook does not change
+    (:class:`TrustedVerdicts` checks that, and grades again if they differ)."""
+
+    device = Unicode("", help="cpu / cuda; empty: cuda when torch sees a GPU, else cpu").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        suite, code = _suite_and_code(self.config, resources, nb)
+        device = grading_device(self.device)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hidden-suite")
+        future = pool.submit(_timed_grade, suite, code, device)
+        pool.shutdown(wait=False)
+        resources.setdefault("autograder", {})["started"] = (code, device, future)
+        return nb, resources
+
+
+def _suite_and_code(config, resources, nb):
+    """(the assignment's hidden suite, the submission's code laid out by the source notebook)."""
+    from autograder.suites import load_suite
+
+    info = resources["nbgrader"]
+    coursedir = CourseDirectory(config=config)
+    source_nb = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / \
+        f"{info['notebook']}.ipynb"
+    return load_suite(info["assignment"]), submission_source(source_nb, nb)
+
+
+def _timed_grade(suite, code: str, device: str):
+    """(CellGrades, seconds) of the hidden suite on ``code`` in the production sandbox."""
+    from autograder.engine.grading import grade
+
+    started = time.monotonic()
+    cells = grade(suite, code, device=device, sandbox=default_sandbox(device))
+    return cells, time.monotonic() - started
+
+
 class TrustedVerdicts(NbGraderPreprocessor):
     """Replace every graded cell's outputs with the trusted grader's verdict and write the
     submission's grade record (see module doc).
 
-    The verdict is all a graded test cell shows: :class:`SandboxedExecute` did not run it,
+    The verdict is the one :class:`StartTrustedGrading` started (or, without it, computed
+    here). It is all a graded test cell shows: :class:`SandboxedExecute` did not run it,
     so there is no "in your notebook this cell raised ..." line any more (the student sees
     their own visible tests' output when they run the notebook themselves). The record goes
     to :func:`autograder.records.record_path` of the course root, with the hash of the
@@ -257,19 +299,13 @@ class TrustedVerdicts(NbGraderPreprocessor):
     call_timeout_scale = Float(1.0).tag(config=True)
 
     def preprocess(self, nb, resources):
-        from autograder.engine.grading import grade
-        from autograder.suites import load_suite
-
-        info = resources["nbgrader"]
-        coursedir = CourseDirectory(config=self.config)
-        suite = load_suite(info["assignment"])
-        source_nb = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / \
-            f"{info['notebook']}.ipynb"
-        code = submission_source(source_nb, nb)
+        suite, code = _suite_and_code(self.config, resources, nb)
         device = grading_device(self.device)
-        started = time.monotonic()
-        cells = grade(suite, code, device=device, sandbox=default_sandbox(device))
-        seconds = time.monotonic() - started
+        started = resources.get("autograder", {}).pop("started", None)
+        if started is not None and started[:2] == (code, device):
+            cells, seconds = started[2].result()
+        else:  # not started, or started on other code: grade this code now
+            cells, seconds = _timed_grade(suite, code, device)
         self.log.info("graded by the hidden suite: %.1f s", seconds)
         resources.setdefault("autograder", {})["cells"] = cells
         for cell in nb.cells:
@@ -279,7 +315,8 @@ class TrustedVerdicts(NbGraderPreprocessor):
                     cell.outputs = [_error("NotGraded", "this cell is not part of the graded tests")]
                 else:
                     cell.outputs = verdict_outputs(verdict)
-        self._write_record(coursedir, info, suite, code, cells, device, seconds)
+        self._write_record(CourseDirectory(config=self.config), resources["nbgrader"], suite, code, cells,
+                           device, seconds)
         return nb, resources
 
     @staticmethod
@@ -327,7 +364,7 @@ def _error(ename: str, evalue: str, traceback: list[str] | None = None):
 def configure(c) -> None:
     """Put the sandboxed execution and trusted verdicts into nbgrader's autograde pipeline."""
     c.Autograde.autograde_preprocessors = [
-        SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        StartTrustedGrading, SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         TrustedVerdicts, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreMetadata, OverwriteKernelspec,
                                           OverwriteCells, CheckCellMetadata]
@@ -350,7 +387,8 @@ def configure_from_environment(c, environ) -> None:
     c.SandboxedExecute.timeout = int(environ.get("AUTOGRADER_CELL_TIMEOUT", 60))
     c.SandboxedExecute.notebook_timeout = int(environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", 600))
     if environ.get("AUTOGRADER_DEVICE"):
-        c.TrustedVerdicts.device = c.SandboxedExecute.device = environ["AUTOGRADER_DEVICE"]
+        for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts"):
+            c[section].device = environ["AUTOGRADER_DEVICE"]
     if environ.get("AUTOGRADER_DB_URL"):  # PostgreSQL (or any SQLAlchemy URL) for parallel TAs
         c.CourseDirectory.db_url = environ["AUTOGRADER_DB_URL"]
     if environ.get("AUTOGRADER_COURSE_ROOT"):
