@@ -407,9 +407,13 @@ def environment_notes(then: dict, now: dict) -> list[str]:
     a, b = then["reproduce"], now["reproduce"]
     for key, meaning in NOTED.items():
         if a.get(key) != b.get(key):
-            shown = (lambda v: (v[:12] + "...") if isinstance(v, str) and len(v) > 40 else v)
-            notes.append(f"{NOTE}{meaning}: {key} {shown(a.get(key))!r} then, {shown(b.get(key))!r} now")
+            notes.append(f"{NOTE}{meaning}: {key} {_short(a.get(key))!r} then, {_short(b.get(key))!r} now")
     return notes
+
+
+def _short(value):
+    """A hash or commit shortened to 12 characters for a note; other values as they are."""
+    return value[:12] + "..." if isinstance(value, str) and len(value) > 40 else value
 
 
 def replay(record: dict, device: str | None = None, sandbox="default") -> list[str]:

@@ -88,7 +88,8 @@ def test_record_holds_every_check_and_what_reproduces_it(graded):
         entry = record["cells"][gid]
         assert (entry["function"], entry["points"], entry["max_points"]) == (cell.function, cell.points, cell.max_points)
         assert [c["name"] for c in entry["checks"]] == [r.name for r in cell.results]
-        assert all(c["passed"] is True and c["hint"] is None and "kind" in c for c in entry["checks"])
+        assert [c["kind"] for c in entry["checks"]] == [getattr(r, "kind", None) for r in cell.results]
+        assert all(c["passed"] is True and c["hint"] is None for c in entry["checks"])
 
     reproduce = record["reproduce"]
     assert set(reproduce) == set(records.REPRODUCE_KEYS)
