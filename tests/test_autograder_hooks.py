@@ -80,3 +80,29 @@ def test_sandboxed_kernel_drops_output_beyond_the_byte_cap(tmp_path):
     assert marker in texts, [t[:80] for t in texts]
     assert sum(len(t) for t in texts) <= 100_000 + len(marker)  # of the 5 MB written
     assert "after" not in "".join(texts)  # dropped as well: the cap is per notebook
+
+
+def test_graded_test_cells_are_not_run_in_the_kernel(tmp_path):
+    """Their output would be replaced by the trusted verdict: they get a note instead of a run
+    (hw-conv's trains a CNN), and a graded test cell cannot change the kernel's state."""
+    config = course_config()
+    execute = nbgrader_hooks.SandboxedExecute(config=config)
+    test_cell = nbformat.v4.new_code_cell("x = 'changed by the test cell'\nraise RuntimeError('ran')")
+    test_cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "t", "points": 1}
+    answer = nbformat.v4.new_code_cell("x = 'answer'")
+    answer.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False, "grade_id": "a"}
+    nb = nbformat.v4.new_notebook(cells=[answer, test_cell, nbformat.v4.new_code_cell("print(x)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb, _ = execute.preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    assert [o.get("text") for o in nb.cells[1].outputs] == [nbgrader_hooks.GRADED_OUTSIDE]
+    assert nb.cells[2].outputs[0]["text"] == "answer\n"
+
+
+def test_trusted_verdicts_shows_the_verdict_only():
+    """No "in your notebook this cell raised" line: the kernel did not run the cell."""
+    from autograder.checks import CellGrade, CheckResult
+
+    verdict = CellGrade("t", "f", 1.0, 2.0, [CheckResult("t", "small", True, None),
+                                             CheckResult("t", "big", False, "wrong shape")])
+    text = nbgrader_hooks.verdict_outputs(verdict)[0]["text"]
+    assert "1 / 2 points" in text and "[FAIL] big: wrong shape" in text and "in your notebook" not in text

@@ -1,0 +1,159 @@
+"""``python -m autograder``: the CLI decides from the grade records the hooks write, its workers
+are killed (and replaced) when a submission overruns ``--timeout``, and ``replay`` is wired."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures"
+ASSIGNMENT = "hw-fixture"
+SLOW = "3601.5"  # seconds of the slow submission's `sleep` (a name pgrep finds)
+NOTEBOOK = f"{ASSIGNMENT}.ipynb"
+
+
+def cli(course: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The CLI with options as flags only: no AUTOGRADER_* variable but the fixture's suite path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
+    env["AUTOGRADER_SUITE_PATH"] = str(FIXTURE / "suites")
+    return subprocess.run([sys.executable, "-m", "autograder", "--course-root", str(course), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def summary(result: subprocess.CompletedProcess) -> dict[str, str]:
+    """{student: line} of autograde's summary table."""
+    return {line.split()[0]: line for line in result.stdout.splitlines()
+            if len(line.split()) > 2 and line.split()[1] in ("graded", "skipped", "failed")}
+
+
+def submit(course: Path, student: str, nb=None) -> Path:
+    """The reference notebook (or ``nb``) as ``student``'s submission; its folder."""
+    folder = course / "submitted" / student / ASSIGNMENT
+    folder.mkdir(parents=True, exist_ok=True)
+    if nb is None:
+        shutil.copy(course / "solutions" / ASSIGNMENT / NOTEBOOK, folder / NOTEBOOK)
+    else:
+        nbformat.write(nb, folder / NOTEBOOK)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    """The fixture assignment generated, with ``ann``'s reference submission graded once."""
+    course = tmp_path_factory.mktemp("cli") / "course"
+    shutil.copytree(FIXTURE / "course" / "solutions" / ASSIGNMENT, course / "solutions" / ASSIGNMENT)
+    r = cli(course, "generate", ASSIGNMENT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    submit(course, "ann")
+    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "7/7" in summary(r)["ann"] and "graded" in summary(r)["ann"], r.stdout
+    return course
+
+
+def record_of(course: Path, student: str) -> Path:
+    return course / "autograded" / ".records" / ASSIGNMENT / f"{student}.json"
+
+
+@pytest.mark.slow
+def test_an_unchanged_submission_is_skipped_by_its_records_hash_and_a_changed_one_regraded(course):
+    record = json.loads(record_of(course, "ann").read_text())
+    assert record["score"] == 7 and record["submission_sha256"]
+    assert not list(course.glob("autograded/*/*/.autograder.json"))  # no marker files any more
+    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu")
+    assert r.returncode == 0 and "skipped" in summary(r)["ann"] and "7/7" in summary(r)["ann"], r.stdout
+    (course / "submitted" / "ann" / ASSIGNMENT / "notes.txt").write_text("changed after grading")
+    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu")
+    assert r.returncode == 0 and "graded" in summary(r)["ann"], r.stdout + r.stderr[-2000:]
+    assert json.loads(record_of(course, "ann").read_text())["submission_sha256"] != record["submission_sha256"]
+
+
+@pytest.mark.slow
+def test_replay_exit_status_is_wired(course):
+    r = cli(course, "replay", ASSIGNMENT, "ann", "--device", "cpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no differences" in r.stdout
+    r = cli(course, "replay", ASSIGNMENT, "nobody")
+    assert r.returncode == 2 and "no grade record" in r.stderr, r.stdout + r.stderr
+    edited = json.loads(record_of(course, "ann").read_text())
+    gid = next(iter(edited["cells"]))
+    edited["cells"][gid]["points"] = 0.0
+    edited["score"] -= edited["cells"][gid]["max_points"]
+    (course / "autograded" / ".records" / ASSIGNMENT / "eve.json").write_text(json.dumps({**edited, "student": "eve"}))
+    r = cli(course, "replay", ASSIGNMENT, "eve", "--device", "cpu")
+    assert r.returncode == 1 and "difference" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_the_timeout_kills_only_the_slow_submissions_worker(course):
+    """One worker: the slow submission (first) is killed at --timeout; the next one is graded by
+    a fresh worker; the kernel's sandbox died with the killed worker."""
+    nb = nbformat.read(course / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "scaled_add")
+    cell.source = f"import subprocess, time\nsubprocess.Popen(['sleep', '{SLOW}'])\ntime.sleep(3600)\n" + cell.source
+    submit(course, "a_slow", nb)
+    submit(course, "b_next")
+    r = cli(course, "autograde", ASSIGNMENT, "--student", "a_slow", "--student", "b_next", "--workers", "1",
+            "--device", "cpu", "--timeout", "25", "--cell-timeout", "3000", "--notebook-timeout", "3000")
+    rows = summary(r)
+    assert r.returncode == 1, r.stdout + r.stderr[-2000:]
+    assert "failed" in rows["a_slow"] and "exceeded 25 s" in rows["a_slow"], rows
+    assert "graded" in rows["b_next"] and "7/7" in rows["b_next"], rows
+    assert not record_of(course, "a_slow").exists()
+    for _ in range(20):  # the sandboxes (kernel and grading runner) die with the killed worker
+        left = subprocess.run(["pgrep", "-f", f"sleep {SLOW}"], capture_output=True, text=True).stdout.strip()
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, f"processes of the killed submission survived: {left}"
+
+
+class NoRecordWorker:
+    """A worker whose nbgrader run "succeeds" without the hooks: no grade record is written."""
+
+    def grade(self, assignment, student, log, timeout):
+        Path(log).write_text("nbgrader ran without autograder.nbgrader_hooks\n")
+        return {"ok": True, "error": None, "locked": False}
+
+
+class FailingWorker:
+    """A worker whose nbgrader run raises (after the hooks wrote a record)."""
+
+    def __init__(self, course):
+        self.course = course
+
+    def grade(self, assignment, student, log, timeout):
+        from autograder import records
+        path = record_of(self.course, student)
+        record = json.loads(record_of(self.course, "ann").read_text())
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        records.write_record(path, {**record, "student": student, "graded_at": now})
+        return {"ok": False, "error": "OperationalError: disk I/O error", "locked": False}
+
+
+@pytest.mark.slow
+def test_a_run_that_wrote_no_record_is_failed_with_the_reason(course, monkeypatch):
+    from autograder import cli as cli_module
+    from autograder.suites import load_suite
+
+    monkeypatch.setenv("AUTOGRADER_SUITE_PATH", str(FIXTURE / "suites"))
+    submit(course, "carl")
+    suite = load_suite(ASSIGNMENT)
+    loaded = cli_module.Course.load(str(course))
+    result = cli_module.grade_one(loaded, suite, ASSIGNMENT, "carl", NoRecordWorker(), cli_module.Settings())
+    assert result.status == "failed", result
+    assert "no grade record" in result.problems[0] and "nbgrader_hooks" in result.problems[0], result.problems
+
+    submit(course, "dora")
+    result = cli_module.grade_one(loaded, suite, ASSIGNMENT, "dora", FailingWorker(course), cli_module.Settings())
+    assert result.status == "failed" and "disk I/O error" in result.problems[0], result
+    assert not record_of(course, "dora").exists(), "a record whose grade did not reach the gradebook was kept"
