@@ -8,18 +8,22 @@ computed in the grader, a process the student's code never touches, so nothing a
 does at run time can change its verdict. The engine (:mod:`autograder.engine`) runs the calls
 and scores; suites never import it.
 
-A suite module defines:
+A suite module defines (the first four usually imported from the assignment's public spec,
+``lec4.homework.<assignment>``, which the notebook imports too):
 
 - ``ASSIGNMENT`` (nbgrader id) and ``NOTEBOOK`` (file name in solutions/ASSIGNMENT/);
 - ``GRADE_CELLS``: ``{grade_id: (function_name, points)}`` for every graded test cell,
   visible and hidden, with the points the notebook gives them;
-- ``FORBIDDEN``: ``{function_name: {name, ...}}`` calls a function must not make;
-- ``build_checks(device) -> list[Check]``.
+- ``FORBIDDEN``: ``{function_name: {name, ...}}`` names a function must not use, judged by
+  THE rule :func:`forbidden_uses` (public: :mod:`lec4.homework.checking`) with :data:`DYNAMIC_ACCESS`;
+- ``build_checks(device) -> list[Check]``, written with the builders below -- :func:`value_check`,
+  :func:`gradient_check`, :func:`memory_check`, :func:`device_check`, :func:`unchanged_check`,
+  :func:`raises_check`, :func:`property_check`, :func:`all_of` -- and ending with
+  :func:`anchor_property_checks`. Each check declares its ``kind`` (:data:`KINDS`); the kind, never
+  the check's name, decides whether it earns credit alone or only with a correct result.
 """
 from __future__ import annotations
 
-import ast
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 

@@ -1,5 +1,9 @@
 """Hidden tests of `hw-conv`: conv2d / max-pool backward, their autograd wiring, a CNN training step.
 
+The public contract (graded cells and points, forbidden names, tolerances, visible cases, the given
+layers and ``init_cnn_params``) is :mod:`lec4.homework.hw_conv`, which the notebook imports too; this
+module adds the hidden cases and the trusted references.
+
 Every reference is computed here, in the trusted process, by autograd of ``F.conv2d`` /
 ``F.max_pool2d`` in float64; the submission's functions only ever see the inputs. Besides
 values, checks require the inputs' dtype and device (calls on the ``meta`` device catch tensors
@@ -69,7 +73,10 @@ def conv_reference(grad_out, x, weight, stride: int, padding: int) -> tuple[torc
 
 
 def tie_free(shape, gen: torch.Generator, dtype=torch.float64) -> torch.Tensor:
-    """Distinct values (a shuffled grid), exact in float32 too: every window has one maximum."""
+    """Distinct values (a shuffled grid), exact in float32 too: every window has one maximum.
+
+    The recipe of the spec's ``distinct_values``, drawn from a running generator (the hidden cases'
+    seeds continue with it)."""
     n = 1
     for size in shape:
         n *= size
