@@ -18,8 +18,9 @@ submission after submission) does:
    suite (:func:`autograder.engine.grading.grade`, its own sandboxed runner, verdicts computed
    outside), *replace* every graded cell's output by that verdict -- a pass/fail list
    with short hints and the partial credit as the ``execute_result`` nbgrader reads -- and
-   write the submission's grade record (:mod:`autograder.records`), from which
-   ``python -m autograder autograde`` decides. So whatever the kernel printed, raised or
+   make the submission's grade record (:mod:`autograder.records`), from which
+   ``python -m autograder autograde`` decides; :class:`WriteGradeRecord`, the last step,
+   writes it once nbgrader has saved the grades. So whatever the kernel printed, raised or
    patched, nbgrader's ``SaveAutoGrades`` only sees the trusted result.
 
 Configuration is by traitlets options (``c.TrustedVerdicts.device``,
@@ -289,10 +290,13 @@ class TrustedVerdicts(NbGraderPreprocessor):
     The verdict is the one :class:`StartTrustedGrading` started (or, without it, computed
     here). It is all a graded test cell shows: :class:`SandboxedExecute` did not run it,
     so there is no "in your notebook this cell raised ..." line any more (the student sees
-    their own visible tests' output when they run the notebook themselves). The record goes
-    to :func:`autograder.records.record_path` of the course root, with the hash of the
-    submitted folder (:func:`submission_sha256`); ``python -m autograder autograde`` decides
-    from it (graded, score, "same submission: skip").
+    their own visible tests' output when they run the notebook themselves).
+
+    The grade record (:func:`autograder.records.make_record`, with the hash of the submitted
+    folder, :func:`submission_sha256`) is made here and handed to :class:`WriteGradeRecord`,
+    the pipeline's last step, which writes it once nbgrader has saved the grades: a record
+    on disk means the gradebook has its grade, so ``python -m autograder autograde`` can
+    decide from it (graded, score, "same submission: skip") even after a killed run.
     """
 
     device = Unicode("", help="cpu / cuda; empty: cuda when torch sees a GPU, else cpu").tag(config=True)
@@ -315,20 +319,30 @@ class TrustedVerdicts(NbGraderPreprocessor):
                     cell.outputs = [_error("NotGraded", "this cell is not part of the graded tests")]
                 else:
                     cell.outputs = verdict_outputs(verdict)
-        self._write_record(CourseDirectory(config=self.config), resources["nbgrader"], suite, code, cells,
-                           device, seconds)
+        resources["autograder"]["record"] = _make_record(CourseDirectory(config=self.config), resources["nbgrader"],
+                                                         suite, code, cells, device, seconds)
         return nb, resources
 
-    @staticmethod
-    def _write_record(coursedir, info, suite, code, cells, device, seconds) -> None:
-        """The grade record of this submission, with the hash of its submitted folder."""
-        student = info.get("student")
-        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, info["assignment"]))
-        record = records.make_record(
-            assignment=info["assignment"], student=student, suite=suite, source=code, cells=cells,
-            device=device, seconds=seconds,
-            submission_sha256=submission_sha256(submitted) if submitted.is_dir() else None)
-        records.write_record(records.record_path(Path(coursedir.root), info["assignment"], student), record)
+
+def _make_record(coursedir, info, suite, code, cells, device, seconds) -> tuple[Path, dict]:
+    """(where, what): the grade record of this submission, with the hash of its submitted folder."""
+    student = info.get("student")
+    submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, info["assignment"]))
+    record = records.make_record(
+        assignment=info["assignment"], student=student, suite=suite, source=code, cells=cells,
+        device=device, seconds=seconds, submission_sha256=submission_sha256(submitted) if submitted.is_dir() else None)
+    return records.record_path(Path(coursedir.root), info["assignment"], student), record
+
+
+class WriteGradeRecord(NbGraderPreprocessor):
+    """Last step of autograding: write the grade record :class:`TrustedVerdicts` made, now
+    that nbgrader's SaveAutoGrades has stored the grades (see :class:`TrustedVerdicts`)."""
+
+    def preprocess(self, nb, resources):
+        made = resources.get("autograder", {}).pop("record", None)
+        if made is not None:
+            records.write_record(*made)
+        return nb, resources
 
 
 def verdict_outputs(verdict) -> list:
@@ -365,7 +379,7 @@ def configure(c) -> None:
     """Put the sandboxed execution and trusted verdicts into nbgrader's autograde pipeline."""
     c.Autograde.autograde_preprocessors = [
         StartTrustedGrading, SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-        TrustedVerdicts, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+        TrustedVerdicts, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata, WriteGradeRecord]
     c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreMetadata, OverwriteKernelspec,
                                           OverwriteCells, CheckCellMetadata]
     c.OverwriteCells.add_missing_cells = True  # a deleted test cell is graded anyway

@@ -182,7 +182,7 @@ def test_grading_on_slurm(tmp_path):
         killed = f"{arrays[KILLED[0]]}_{line(*KILLED)}"
         wait_running(slurm, killed, logs / KILLED[0] / f"{KILLED[1]}.log")
         time.sleep(3)  # mid-grading: the sandboxed notebook is running
-        marker = course / "autograded" / KILLED[1] / KILLED[0] / ".autograder.json"  # written once graded
+        marker = course / "autograded" / ".records" / KILLED[0] / f"{KILLED[1]}.json"  # written once graded
         assert not marker.exists(), "the task finished before it could be cancelled mid-grading"
         slurm.run("scancel", killed)
         slurm.wait([killed], 60)
