@@ -60,8 +60,11 @@ def hidden_suite(assignment: str, device: str, repeats: int) -> tuple[list[float
     return walls, cpus
 
 
-def end_to_end(assignment: str, class_size: int, workers: int, device: str) -> float:
-    """Seconds per submission per worker of ``autograde`` on a class of reference submissions."""
+def end_to_end(assignment: str, class_size: int, workers: int, device: str) -> tuple[float, float, float]:
+    """(wall / submissions * workers, median and max of the per-submission times ``autograde``
+    prints) of ``autograde`` on a class of reference submissions. With every worker busy, a
+    submission's own time is its time per worker; the slowest are each worker's first
+    (its start-up: imports, building the suite's checks)."""
     from autograder.suites import load_suite
 
     suite = load_suite(assignment)
@@ -83,7 +86,9 @@ def end_to_end(assignment: str, class_size: int, workers: int, device: str) -> f
         wall = time.monotonic() - start
         if result.returncode != 0 or result.stdout.count(" graded ") < class_size:
             raise RuntimeError(f"autograde failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return wall / class_size * workers
+    times = [float(line.split()[3].rstrip("s")) for line in result.stdout.splitlines()
+             if len(line.split()) >= 4 and line.split()[1] == "graded"]
+    return wall / class_size * workers, statistics.median(times), max(times)
 
 
 def load_note(when: str) -> str:
@@ -116,7 +121,8 @@ def main() -> None:
              f"--class-size {args.class_size} --workers {args.workers}`", "",
              f"**Machine: {machine(args.device)}.** {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
              "Hidden suite: the reference solution graded by `autograder.engine.grading.grade` in the production sandbox "
-             "(checks built, one sandbox per submission, every run a fresh forked process); median and all runs. "
+             "(one sandbox per submission, every run a fresh forked process; the first run builds the suite's checks, "
+             "later runs reuse them as a grading worker does); median and all runs. "
              "Grader CPU = user + system seconds of the grading process itself (building the checks, judging); the "
              "sandboxed runs are not in it (bubblewrap does not hand their usage up).", "",
              "| assignment | hidden suite wall (s), median | runs (s) | grader CPU (s), median | target |",
@@ -128,12 +134,17 @@ def main() -> None:
         print(lines[-1], flush=True)
     if not args.skip_e2e:
         lines += ["", f"End to end: `python -m autograder autograde ASSIGNMENT --workers {args.workers}` on "
-                  f"{args.class_size} copies of the reference submission (nbgrader, the notebook in a sandboxed "
-                  "kernel, the hidden suite, the gradebook).", "",
-                  "| assignment | s per submission per worker | target |", "|---|---|---|"]
+                  f"{args.class_size} copies of the reference submission (long-lived workers running nbgrader "
+                  "in-process; per submission its own sandboxed kernel, without the graded test cells, and its own "
+                  "grading sandbox for the hidden suite, side by side; the gradebook; the grade record). "
+                  "Wall-based: wall / submissions * workers, the workers' start-up included. Per submission: "
+                  "the times autograde prints per student (each worker busy all along, so this is per worker); "
+                  "the max is a worker's first submission (imports, building the suite's checks).", "",
+                  "| assignment | s per submission per worker (wall-based) | per submission: median | max | target |",
+                  "|---|---|---|---|---|"]
         for assignment in ASSIGNMENTS:
-            per = end_to_end(assignment, args.class_size, args.workers, args.device)
-            lines.append(f"| {assignment} | {per:.1f} | <= 10 s |")
+            per, median, slowest = end_to_end(assignment, args.class_size, args.workers, args.device)
+            lines.append(f"| {assignment} | {per:.1f} | {median:.1f} | {slowest:.1f} | <= 10 s |")
             print(lines[-1], flush=True)
     lines += ["", f"At the end: {load_note('at the end')}."]
     Path(args.out).write_text("\n".join(lines) + "\n")
