@@ -142,21 +142,6 @@ def with_cell(notebook, grade_id: str, source: str):
     return changed
 
 
-class _CachedSuite:
-    """The suite with its checks built once per device (shared by all self-check gradings)."""
-
-    def __init__(self, suite):
-        self._suite, self._checks = suite, {}
-
-    def __getattr__(self, name):
-        return getattr(self._suite, name)
-
-    def build_checks(self, device):
-        if device not in self._checks:
-            self._checks[device] = self._suite.build_checks(device)
-        return self._checks[device]
-
-
 def _judge(row: Row, cells: dict, kind: str, affected: set[str] | None = None) -> None:
     """Fill ``row`` from the graded cells and say what is wrong, if anything."""
     row.score = round(sum(c.points for c in cells.values()), 2)
@@ -204,7 +189,7 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
     all. ``progress(row)`` is called as each row finishes.
     """
     from autograder.notebook import read_notebook, submission_source
-    from autograder.engine.grading import grade
+    from autograder.engine.grading import grade, suite_checks
     from autograder.engine.sandbox import SandboxUnavailable, default_sandbox
     from autograder.suites import load_suite
 
@@ -236,8 +221,7 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
         if entry.breaks not in solutions:
             raise SelfcheckError(f"catalog entry {entry.name}: BREAKS = {entry.breaks!r} is not a solution cell "
                                  f"of {suite.NOTEBOOK} ({', '.join(solutions)})")
-    cached = _CachedSuite(suite)
-    cached.build_checks(device)  # once, before the threads share it
+    suite_checks(suite, device)  # built once, before the threads share them (grade() reuses them)
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
@@ -257,7 +241,7 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
         row = Row(name, expected)
         start = time.monotonic()
         try:
-            cells = grade(cached, code(), device=device, sandbox=sandbox, env=env)
+            cells = grade(suite, code(), device=device, sandbox=sandbox, env=env)
             _judge(row, cells, kind, affected)
         except Exception as err:  # a bug of ours or of the node: a miss, reported, never a crash
             row.problem = f"grading failed: {type(err).__name__}: {err}"
