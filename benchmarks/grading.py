@@ -146,7 +146,9 @@ def main() -> None:
             per, median, slowest = end_to_end(assignment, args.class_size, args.workers, args.device)
             lines.append(f"| {assignment} | {per:.1f} | {median:.1f} | {slowest:.1f} | <= 10 s |")
             print(lines[-1], flush=True)
-    lines += ["", f"At the end: {load_note('at the end')}."]
+    end = os.getloadavg()
+    lines += ["", f"At the end: load average {end[0]:.1f}, {end[1]:.1f}, {end[2]:.1f} (this benchmark's own two "
+              "workers count: about 2 of it)."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
