@@ -1,7 +1,9 @@
 """Masks, windows and naive attention against PyTorch's own attention."""
 import itertools
+from pathlib import Path
 
 import pytest
+
 import torch
 import torch.nn.functional as F
 
@@ -148,15 +150,12 @@ def test_window_mask_with_cached_keys_in_any_order():
 @pytest.mark.parametrize("T,w,Hq,Hkv", [(64, 16, 4, 2), (50, 8, 2, 2), (12, 64, 2, 1)])
 def test_chunked_score_count_is_the_reference_solutions_largest_tensor(T, w, Hq, Hkv):
     """Independent reference: run hw-attention's reference solution and record its matrix products."""
-    import sys
-    from pathlib import Path
-
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from lec4.attention import chunked_score_count
     from autograder.notebook import submission_source
     namespace = {}
-    exec(submission_source(root / "solutions" / "hw-attention" / "hw-attention.ipynb"), namespace)
+    exec(submission_source(Path(__file__).resolve().parents[1] / "solutions" / "hw-attention" / "hw-attention.ipynb"), namespace)
 
     class Largest(TorchDispatchMode):
         numel = 0
