@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.checks import DYNAMIC_ACCESS, CellGrade, Check, CheckResult, Outcome, forbidden_uses
+from autograder.checks import CellGrade, Check, CheckResult, Outcome, forbidden_calls
 from autograder.engine.supervisor import Sandbox, launcher_for, run_calls
 
 
@@ -48,11 +48,10 @@ def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGr
     unknown = {c.grade_id for c in checks} - set(suite.GRADE_CELLS)
     if unknown:
         raise ValueError(f"checks name grade cells the suite does not declare: {sorted(unknown)}")
-    banned = {fn: forbidden_uses(source, fn, set(names) | DYNAMIC_ACCESS) for fn, names in suite.FORBIDDEN.items()}
+    banned = forbidden_calls(source, suite.FORBIDDEN)
 
     shared = [(ci, call) for ci, check in enumerate(checks) for call in check.calls if not call.isolated]
     lone = [(ci, call) for ci, check in enumerate(checks) for call in check.calls if call.isolated]
-    per_check: dict[int, list[Outcome]] = {i: [] for i in range(len(checks))}
     call_outcomes: dict[int, Outcome] = {}
     if shared:
         for (ci, call), out in zip(shared, run_calls(source, [c for _, c in shared], launcher=launcher)):
@@ -65,8 +64,7 @@ def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGr
             call_outcomes[id(call)] = Outcome(ok=False, error="not run: the function uses forbidden calls")
         else:
             call_outcomes[id(call)] = run_calls(source, [call], launcher=launcher)[0]
-    for ci, check in enumerate(checks):
-        per_check[ci] = [call_outcomes[id(call)] for call in check.calls]
+    per_check = [[call_outcomes[id(call)] for call in check.calls] for check in checks]
 
     cells = {gid: CellGrade(gid, fn, 0.0, float(pts), []) for gid, (fn, pts) in suite.GRADE_CELLS.items()}
     for ci, check in enumerate(checks):
