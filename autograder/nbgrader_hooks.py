@@ -52,7 +52,7 @@ from traitlets import Float, Instance, Integer, Unicode
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from autograder import feedback, records  # noqa: E402
+from autograder import diagnosis, feedback, records  # noqa: E402
 from autograder.notebook import submission_source  # noqa: E402
 from autograder.engine.sandbox import Limits, default_sandbox  # noqa: E402
 
@@ -312,13 +312,17 @@ class TrustedVerdicts(NbGraderPreprocessor):
             cells, seconds = _timed_grade(suite, code, device)
         self.log.info("graded by the hidden suite: %.1f s", seconds)
         resources.setdefault("autograder", {})["cells"] = cells
+        # the known mistake the failures match (H23, autograder/diagnosis.py): named in its cells
+        mistakes = diagnosis.likely_mistakes(resources["nbgrader"]["assignment"], {
+            diagnosis.check_id(gid, r.name) for gid, c in cells.items() for r in c.results if not r.passed})
         for cell in nb.cells:
             if is_graded_test(cell):
                 verdict = cells.get(cell.metadata["nbgrader"].get("grade_id"))
                 if verdict is None:  # a test cell the suite does not know: no points from it
                     cell.outputs = [_error("NotGraded", "this cell is not part of the graded tests")]
                 else:
-                    cell.outputs = verdict_outputs(verdict)
+                    cell.outputs = verdict_outputs(verdict, [m for m in mistakes if any(
+                        c.startswith(f"{verdict.grade_id}: ") for c in m.checks)])
         resources["autograder"]["record"] = _make_record(CourseDirectory(config=self.config), resources["nbgrader"],
                                                          suite, code, cells, device, seconds)
         return nb, resources
@@ -345,11 +349,13 @@ class WriteGradeRecord(NbGraderPreprocessor):
         return nb, resources
 
 
-def verdict_outputs(verdict) -> list:
+def verdict_outputs(verdict, mistakes=()) -> list:
     """Cell outputs for one CellGrade: readable list + the score nbgrader reads.
 
     Full or partial credit is an ``execute_result`` holding the points; zero is an error
-    output (nbgrader gives 0 for an error). Only check names and hints appear.
+    output (nbgrader gives 0 for an error). Only check names and hints appear, and the
+    one-line description of each known mistake (``mistakes``: :class:`autograder.diagnosis.CatalogMatch`)
+    the failures match.
     """
     lines = [f"Graded by the course's grader, outside your notebook: "
              f"{verdict.points:g} / {verdict.max_points:g} points"]
@@ -358,6 +364,8 @@ def verdict_outputs(verdict) -> list:
         lines.append(f"  [{mark}] {result.name}" + ("" if result.passed else f": {result.hint}"))
     if not verdict.results:
         lines.append("  (no checks)")
+    for mistake in mistakes:
+        lines.append(f"  Likely mistake (these failures match a known one): {mistake.description}")
     text = "\n".join(lines) + "\n"
     if verdict.points <= 0 and verdict.max_points > 0:
         return [_error("TestsFailed", f"0 / {verdict.max_points:g} points", traceback=lines)]

@@ -62,6 +62,8 @@ class Row:
     lost: dict[str, float] = field(default_factory=dict)          # grade_id -> points lost
     seconds: float = 0.0
     problem: str | None = None                                   # None: as expected
+    source: str = field(default="", repr=False)                  # the graded code
+    cells: dict = field(default_factory=dict, repr=False)        # grade_id -> CellGrade (for grade records)
 
     @property
     def ok(self) -> bool:
@@ -241,8 +243,9 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
         row = Row(name, expected)
         start = time.monotonic()
         try:
-            cells = grade(suite, code(), device=device, sandbox=sandbox, env=env)
-            _judge(row, cells, kind, affected)
+            row.source = code()
+            row.cells = grade(suite, row.source, device=device, sandbox=sandbox, env=env)
+            _judge(row, row.cells, kind, affected)
         except Exception as err:  # a bug of ours or of the node: a miss, reported, never a crash
             row.problem = f"grading failed: {type(err).__name__}: {err}"
         row.seconds = time.monotonic() - start
@@ -286,6 +289,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append",
                         help="only this row: a catalog entry, 'reference' or 'blank release' (repeatable)")
     parser.add_argument("--markdown", help="also write the table, with the node's description, to this file")
+    parser.add_argument("--signatures", help="also write each catalog entry's failed checks (its signature, "
+                        "autograder/diagnosis.py) to this JSON file; needs the whole catalog and no miss")
 
 
 def run(args: argparse.Namespace, course_root: Path = ROOT) -> int:
@@ -313,6 +318,14 @@ def run(args: argparse.Namespace, course_root: Path = ROOT) -> int:
     summary = (f"{args.assignment} on {device}: {len(rows) - len(misses)}/{len(rows)} as expected, "
                f"{len(misses)} miss(es); {wall:.0f} s wall with {args.workers} worker(s)")
     print(table(rows) + "\n" + summary, flush=True)
+    if getattr(args, "signatures", None):
+        from autograder import diagnosis
+
+        if misses or args.only:
+            print("selfcheck: --signatures not written: it needs the whole catalog graded with no miss", file=sys.stderr)
+            return 1 if misses else 2
+        diagnosis.write_signatures(Path(args.signatures), diagnosis.measured_signatures(
+            args.assignment, rows, load_catalog(args.assignment)))
     if args.markdown:
         Path(args.markdown).write_text(f"# selfcheck {args.assignment} --device {device}\n\n"
                                        f"Node: {describe_node(device)}.\n\n{table(rows, markdown=True)}\n{summary}\n")

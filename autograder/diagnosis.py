@@ -1,0 +1,108 @@
+"""Which known mistake a failing submission most likely made: the catalog's signatures.
+
+Every entry of an assignment's catalog of faulty implementations (``autograder/catalog/<assignment>/``,
+see :mod:`autograder.selfcheck`) fails a definite set of hidden checks when it is graded. That set,
+its **signature**, is measured, never written by hand: ``python -m autograder selfcheck ASSIGNMENT
+--device cpu --signatures autograder/catalog/<assignment>/signatures.json`` grades every entry in
+the production sandbox and writes them (``tests/test_autograder_selfcheck.py`` checks that the
+committed file equals what the self-check measures).
+
+:func:`likely_mistakes` is the one matching rule, used by the class report
+(:mod:`autograder.report`) and by the student's feedback (:mod:`autograder.nbgrader_hooks`):
+an entry matches when the student fails exactly the entry's checks *on the grade cells the entry
+fails*, whatever else they fail elsewhere (a second mistake in another function does not hide
+the first). The description shown is the entry's one-line docstring; neither the signature's
+check names beyond what the student already sees nor any hidden input is revealed.
+
+A check is named ``"<grade_id>: <check name>"`` (:func:`check_id`), as in the grade records.
+Signatures are measured on the CPU; a check that only exists on one device (e.g. a CUDA
+device check) can make a GPU-graded student match no entry rather than a wrong one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+CATALOG_ROOT = Path(__file__).resolve().parent / "catalog"
+SIGNATURES = "signatures.json"
+
+
+@dataclass(frozen=True)
+class CatalogMatch:
+    """A catalog entry whose signature the student's failures match."""
+
+    name: str          # the entry's file stem, e.g. "rope_half_split"
+    description: str   # the first line of its docstring: what the mistake is
+    breaks: str        # the solution cell (grade_id) it replaces
+    checks: frozenset  # its signature: the check ids it fails
+
+
+def check_id(grade_id: str, name: str) -> str:
+    """The name of one hidden check across cells: ``"<grade_id>: <check name>"``."""
+    return f"{grade_id}: {name}"
+
+
+def failed_checks(record: dict) -> set[str]:
+    """The check ids a grade record (:mod:`autograder.records`) fails."""
+    return {check_id(gid, c["name"]) for gid, cell in record["cells"].items() for c in cell["checks"]
+            if not c["passed"]}
+
+
+def _cell(check: str) -> str:
+    return check.split(": ", 1)[0]
+
+
+def signatures_path(assignment: str) -> Path:
+    return CATALOG_ROOT / assignment.replace("-", "_") / SIGNATURES
+
+
+@lru_cache(maxsize=None)
+def catalog_signatures(assignment: str) -> tuple[CatalogMatch, ...]:
+    """Every catalog entry of ``assignment`` with its measured signature; () when the assignment
+    has no signatures file (then nothing is ever matched). A malformed file is an error."""
+    path = signatures_path(assignment)
+    if not path.exists():
+        return ()
+    try:
+        data = json.loads(path.read_text())
+        entries = data["entries"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a signatures file ({err}); regenerate it with "
+                         f"`python -m autograder selfcheck {assignment} --device cpu --signatures {path}`") from None
+    return tuple(CatalogMatch(name, e["description"], e["breaks"], frozenset(e["fails"]))
+                 for name, e in sorted(entries.items()) if e["fails"])
+
+
+def likely_mistakes(assignment: str, failed_checks: set[str]) -> list[CatalogMatch]:
+    """The catalog entries whose signature the failures match (see module doc), most specific
+    (most checks) first; [] when none does. ``failed_checks``: check ids (:func:`check_id`)."""
+    failed = set(failed_checks)
+    found = []
+    for entry in catalog_signatures(assignment):
+        cells = {_cell(c) for c in entry.checks}
+        if {c for c in failed if _cell(c) in cells} == entry.checks:
+            found.append(entry)
+    return sorted(found, key=lambda e: (-len(e.checks), e.name))
+
+
+def measured_signatures(assignment: str, rows, entries) -> dict:
+    """The signatures file's content from a self-check's rows (:func:`autograder.selfcheck.run_selfcheck`)
+    and the catalog's entries (:func:`autograder.selfcheck.load_catalog`)."""
+    by_name = {row.entry: row for row in rows}
+    missing = [e.name for e in entries if e.name not in by_name]
+    if missing:
+        raise ValueError(f"the self-check did not grade {missing}: run it on the whole catalog to write signatures")
+    return {
+        "assignment": assignment,
+        "how": f"measured by `python -m autograder selfcheck {assignment} --device cpu --signatures FILE`; "
+               "do not edit by hand",
+        "entries": {e.name: {"breaks": e.breaks, "description": e.doc.strip().splitlines()[0],
+                             "fails": sorted(check_id(gid, name) for gid, name, _ in by_name[e.name].failed)}
+                    for e in entries},
+    }
+
+
+def write_signatures(path: Path, content: dict) -> None:
+    Path(path).write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
