@@ -17,7 +17,8 @@ Runs with nothing but torch (no nbformat, nbgrader or jupyter: the notebook is r
 Stops starting new sizes once ``--budget-s`` seconds have passed (the rows left out say so).
 
 Usage (GPU machine, repository root):  PYTHONPATH=src python benchmarks/gpu_attention.py --out $OUT/gpu_attention.md
-Then commit that file as benchmarks/results/gpu_attention.md (the book reads it from there).
+Then commit that file as src/lec4/results/gpu_attention.md (package data of lec4: the book reads it
+through lec4.attention.benchmark_results, also from an installed lec4 or a student's clone).
 Smoke test on CPU with tiny sizes:       .venv/bin/python benchmarks/gpu_attention.py --smoke --out /tmp/gpu_smoke.md
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_NB = ROOT / "solutions" / "hw-attention" / "hw-attention.ipynb"
-RESULTS = ROOT / "benchmarks" / "results" / "gpu_attention.md"
+RESULTS = ROOT / "src" / "lec4" / "results" / "gpu_attention.md"  # lec4.attention.RESULTS_DIR (package data)
 
 FULL = dict(B=1, Hq=32, Hkv=8, D=128, w=4096, Ts=(8192, 32768, 65536), rope_T=8192,
             dtype=torch.bfloat16)

@@ -8,7 +8,7 @@
 Each (method, T, w) runs in a fresh process: inputs are made and the method warmed up (compiled)
 at the measured shape, then the peak-RSS counter is reset (/proc/self/clear_refs) and the extra
 peak resident memory of one call is read from VmHWM; times are the median of ``--repeats`` calls.
-Writes a markdown table (``--out``, default benchmarks/results/hw_attention.md).
+Writes a markdown table (``--out``, default src/lec4/results/hw_attention.md, package data of lec4).
 
 Usage: .venv/bin/python benchmarks/hw_attention.py [--repeats 3] [--quick]
 """
@@ -118,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="T in {2048} only (smoke run)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hw_attention.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "src" / "lec4" / "results" / "hw_attention.md")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

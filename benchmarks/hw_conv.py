@@ -5,7 +5,7 @@ The issue's target: the vectorized reference within 3x of autograd for a LeNet-s
 instructor notebook (solutions/hw-conv), so the benchmark times exactly what students are compared
 against. Both sides compute all three gradients (x, weight, bias) from the same grad_out.
 
-Usage: .venv/bin/python benchmarks/hw_conv.py [--threads 2] [--repeats 30] [--out benchmarks/results/hw_conv.md]
+Usage: .venv/bin/python benchmarks/hw_conv.py [--threads 2] [--repeats 30] [--out src/lec4/results/hw_conv.md]
 """
 from __future__ import annotations
 

@@ -256,17 +256,20 @@ def chunked_score_count(B: int, H: int, T: int, w: int) -> int:
 
 
 # ------------------------------------------------------------ committed benchmark results
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+# Package data of lec4 (pyproject.toml): the tables ship with the library, so a page reads them
+# wherever lec4 is installed -- a student's server in the hub, a clone of the published course.
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def benchmark_results(name: str, results_dir: Path | str = RESULTS_DIR) -> str | None:
-    """The committed markdown results table ``benchmarks/results/<name>``, or None if not measured yet.
+    """The committed markdown results table ``lec4/results/<name>``, or None if not measured yet.
 
-    The book shows these next to the numbers it measures while building (the GPU table comes from
-    ``benchmarks/gpu_attention.py``, run on a GPU machine; the build itself stays on the CPU).
+    The book shows these next to the numbers it measures while building (the tables are written by
+    the scripts in the course repository's ``benchmarks/``; the GPU table by
+    ``benchmarks/gpu_attention.py`` on a GPU machine; the build itself stays on the CPU).
     """
     if "/" in name or not name.endswith(".md"):
-        raise ValueError(f"name must be a file name in benchmarks/results ending in .md, got {name!r}")
+        raise ValueError(f"name must be a file name in lec4/results ending in .md, got {name!r}")
     path = Path(results_dir) / name
     return path.read_text() if path.is_file() else None
 
