@@ -13,6 +13,9 @@ c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
 c.CourseDirectory.course_id = "10423-lec4"
+# collect copies regular files only, never following a link a student put in inbound
+# (autograder/exchange.py: a symlink there would otherwise read the solutions as root)
+c.ExchangeFactory.collect = "autograder.exchange.SafeCollect"
 
 # Extension hook for the grading pipeline (sandbox, trusted grading); absent until built.
 _pipeline = os.path.join(c.CourseDirectory.root, "autograder", "nbgrader_hooks.py")
