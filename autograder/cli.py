@@ -431,13 +431,35 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--device", choices=("cpu", "cuda"), help="default: the device of the record")
     export = sub.add_parser("export", help="grades CSV")
     export.add_argument("--to", default="grades.csv")
+    # H23: --format canvas (autograder/lms.py) reads the grade records and a Canvas roster
+    export.add_argument("--format", choices=("nbgrader", "canvas"), default="nbgrader",
+                        help="nbgrader's CSV (default) or Canvas's gradebook import CSV (needs --roster)")
+    from autograder import lms, report, similarity
+    lms.add_arguments(export)
+    report.add_arguments(sub.add_parser("report", help="the class report (HTML, or --json) from the grade records"))
+    similarity.add_arguments(sub.add_parser("similarity", help="pairs of suspiciously similar submissions "
+                                            "(HTML, or --json), from the grade records' graded code"))
+    from autograder import publish  # H25: the public course repository
+    publish.add_arguments(sub.add_parser(
+        "publish", help="write the public course repository (book, lec4, release notebooks; no solutions, "
+        "hidden tests or catalog) into a new folder DEST, one commit"))
     from autograder import selfcheck
     selfcheck.add_arguments(sub.add_parser(
         "selfcheck", help="grade the reference, the blank release and the catalog of faulty implementations "
         "in the production sandbox on this node; exit 1 on any miss"))
     args = parser.parse_args(argv)
+    if args.command == "publish":  # H25: git and the repository's HEAD only
+        return publish.run(args)
     if args.command == "selfcheck":  # needs neither nbgrader nor Jupyter (a bare GPU node runs it)
         return selfcheck.run(args, Path(args.course_root).resolve() if args.course_root else ROOT)
+    # H23: read the grade records under the course root; need no gradebook
+    course_root = Path(args.course_root).resolve() if args.course_root else ROOT
+    if args.command == "report":
+        return report.run(args, course_root)
+    if args.command == "similarity":
+        return similarity.run(args, course_root)
+    if args.command == "export" and args.format == "canvas":
+        return lms.run(args, course_root)
     if args.command == "replay":  # reads the record under the course root; needs no gradebook
         return records.replay_main(Path(args.course_root).resolve() if args.course_root else ROOT,
                                    args.assignment, args.student, args.device)
