@@ -15,11 +15,13 @@ What ``start`` sets up (idempotent; nothing a student or TA made is ever removed
   ``assignments/`` and the gradebook; linked as ``~/lec4-course`` for instructor and TA;
 * what students must not read stays the staff's: every top-level entry of this checkout
   outside ``PUBLIC`` (solutions/, autograder/, tests/, .git, ...) gets group ``lec4-staff``
-  and no access for others; the book's launch repository ``STATE/git/...`` holds only the
-  book, the library and the release notebooks (a history of its own);
+  and no access for others; the book's launch repository ``STATE/git/...`` is the public
+  course repository of ``python -m autograder publish`` (book, library, release notebooks,
+  student README; a history of its own);
 * JupyterHub (LocalProcessSpawner) on ``--port`` with configurable-http-proxy from
   ``hub/node_modules`` (``npm ci`` in ``hub/``). Students get ``hub/config/student``
-  (Assignments panel; Formgrader and Create Assignment off), staff ``hub/config/staff``.
+  (Assignments panel; Formgrader and Create Assignment off), staff ``hub/config/staff``;
+  everyone ``hub/config/common`` (a book chapter's MyST .md opens as a notebook: jupytext).
 
 ``STATE`` is ``hub/state`` unless ``LEC4_HUB_STATE`` says otherwise (the tests use a
 temporary one). Ctrl-C or ``stop`` ends the hub, the proxy and every user's server.
@@ -228,21 +230,28 @@ def role(user: str) -> str:
     return "staff" if USERS[user] == STAFF_GROUP else "student"
 
 
+def config_path(user: str) -> str:
+    """``user``'s Jupyter config folders: their role's (hub/config/student or hub/config/staff),
+    then hub/config/common, what every user gets (JupyterLab opens a MyST .md -- a book chapter --
+    as a notebook through jupytext: labconfig/default_setting_overrides.json)."""
+    return os.pathsep.join(str(HUB / "config" / name) for name in (role(user), "common"))
+
+
 def user_environment(user: str, where: dict[str, Path], course: str) -> dict[str, str]:
-    """The environment of ``user``'s server and its terminals: which Jupyter config folder
-    (hub/config/student or hub/config/staff) and the course values those configs read."""
-    return {"JUPYTER_CONFIG_PATH": str(HUB / "config" / role(user)), "LEC4_COURSE_ID": course,
+    """The environment of ``user``'s server and its terminals: which Jupyter config folders
+    (:func:`config_path`) and the course values those configs read."""
+    return {"JUPYTER_CONFIG_PATH": config_path(user), "LEC4_COURSE_ID": course,
             "LEC4_EXCHANGE": str(where["exchange"]), "LEC4_COURSE_ROOT": str(where["course"]),
             "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", INSTANCE_VAR: str(where["state"])}
 
 
-# What students may see of this checkout, and what the book's launch repository holds: the
-# library, the book and the release notebooks (and what runs their servers). Everything else --
+# What students may see of this checkout (the book's launch repository holds less:
+# autograder.publish.PUBLIC_PATHS): the library, the book and the release notebooks (and what
+# runs their servers). Everything else --
 # solutions/, autograder/ (hidden suites, catalog), tests/, .git (the history holds both) -- is
 # the staff's.
 PUBLIC = ("src", "book", "assignments", "hub", ".venv", "README.md", "pyproject.toml", "requirements.txt",
           "requirements-lock.txt", "environment.yml", "nbgrader_config.py", "Makefile")
-LAUNCH_REPO = ("book", "src", "assignments", "README.md", "pyproject.toml")
 
 
 def protect_staff_material() -> list[str]:
@@ -268,11 +277,15 @@ def protect_staff_material() -> list[str]:
 
 
 def ensure_course_repository(repo: Path) -> None:
-    """The book's launch repository (nbgitpuller pulls it into each student's home): only
-    ``LAUNCH_REPO`` of this checkout's HEAD, in a history of its own, so no solution or hidden
-    test ever reaches a student's home. Set the book's repository.url to file://REPO to use it;
-    nothing leaves the machine. Each start commits HEAD's public files anew (students' clones
-    pull it as a fast-forward)."""
+    """The book's launch repository (nbgitpuller pulls it into each student's home): the public
+    course repository of this checkout's HEAD, written by the code of ``python -m autograder
+    publish`` (:func:`autograder.publish.write_public_tree`: book, library, release notebooks,
+    student README; no solution or hidden test) in a history of its own. Set the book's
+    repository.url to file://REPO to use it; nothing leaves the machine. Each start commits
+    HEAD's public files anew (students' clones pull it as a fast-forward); uncommitted changes
+    of this checkout are not in it, as with ``publish``."""
+    from autograder import publish
+
     if (repo / ".git").exists():
         leaked = _run("git", "-C", str(repo), "log", "--all", "--format=%H", "--", "solutions", "autograder",
                       "tests").stdout.strip()
@@ -284,14 +297,9 @@ def ensure_course_repository(repo: Path) -> None:
     for entry in repo.iterdir():
         if entry.name != ".git":
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD", *LAUNCH_REPO],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
-    head = _run("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD").stdout.strip()
-    _run("git", "-C", str(repo), "add", "--all")
-    if _run("git", "-C", str(repo), "status", "--porcelain").stdout.strip():
-        _run("git", "-C", str(repo), "-c", "user.name=lec4 hub", "-c", "user.email=hub@localhost", "commit",
-             "--quiet", "-m", f"book, library and release notebooks of {head}")
+    commit = publish.write_public_tree(ROOT, repo)
+    publish.commit_tree(repo, f"Course repository: book, lec4 and release notebooks (from {commit[:12]})",
+                        "lec4 hub <hub@localhost>")
     # nbgitpuller clones it as each user; git refuses a repository another user owns unless the
     # user's ~/.gitconfig trusts it (git 2.39 ignores safe.directory from the environment)
     for user in USERS:
