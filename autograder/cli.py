@@ -60,6 +60,15 @@ class Course:
         return cls(Path(coursedir.root), coursedir.db_url, coursedir.course_id,
                    Path(exchange).resolve() if exchange else None)
 
+    def exchange_root(self) -> Path:
+        """--exchange, else nbgrader's Exchange.root of the configuration."""
+        if self.exchange is not None:
+            return self.exchange
+        from traitlets.config.loader import PyFileConfigLoader
+
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+        return Path(config.Exchange.root if "root" in config.Exchange else "/srv/nbgrader/exchange")
+
     def traitlets(self) -> dict:
         """This course as traitlets options ({Section: {option: value}}) for nbgrader."""
         return {"CourseDirectory": {"root": str(self.root), "db_url": self.db_url}}
@@ -197,7 +206,7 @@ class Settings:
     def traitlets(self) -> dict:
         options: dict = {}
         if self.device:
-            for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts"):
+            for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts", "ApplyLatePolicy"):
                 options[section] = {"device": self.device}
         if self.cell_timeout is not None:
             options.setdefault("SandboxedExecute", {})["timeout"] = self.cell_timeout
@@ -344,6 +353,12 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
     progress.close()
     results.sort(key=lambda r: r.student)
     print_summary(results, time.monotonic() - started)
+    from autograder import calendar, late  # settle late days spent across assignments (no code run)
+    try:
+        for c in late.recompute(course.root, course.db_url)[0]:
+            print(f"late days re-spent: {c.assignment} {c.student}: final {c.before:g} -> {c.after:g}")
+    except calendar.CalendarError as err:
+        print(f"autograde: {err}", file=sys.stderr)
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
@@ -374,6 +389,19 @@ def _work(course: Course, suite, assignment: str, settings: Settings, todo: queu
                 progress.update(1)
         finally:
             worker.close()
+
+
+def keep_on_time(course: Course, assignment: str) -> int:
+    """After collect: keep each late student's last on-time submission (autograder/late.py)."""
+    from autograder import calendar, late
+
+    try:
+        for line in late.keep_on_time(course.root, course.exchange_root(), course.course_id, assignment):
+            print(line)
+    except calendar.CalendarError as err:
+        print(f"collect: collected, but no on-time copies were kept: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _assignment_known(course: Course, assignment: str) -> bool:
@@ -429,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("assignment")
     replay.add_argument("student")
     replay.add_argument("--device", choices=("cpu", "cuda"), help="default: the device of the record")
+    from autograder import calendar_cli  # due / extend / calendar / recompute-late (H21)
+    calendar_cli.add_arguments(sub)
     export = sub.add_parser("export", help="grades CSV")
     export.add_argument("--to", default="grades.csv")
     # H23: --format canvas (autograder/lms.py) reads the grade records and a Canvas roster
@@ -472,7 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "release":
         return release(course, args.assignment)
     if args.command == "collect":
-        return run_nbgrader(course, "collect", args.assignment, "--update")
+        code = run_nbgrader(course, "collect", args.assignment, "--update")
+        return code or keep_on_time(course, args.assignment)
+    if args.command in calendar_cli.COMMANDS:
+        return calendar_cli.run(args, course)
     if args.command == "feedback":
         return run_nbgrader(course, "generate_feedback", args.assignment, "--force")
     if args.command == "release-feedback":

@@ -45,7 +45,7 @@ from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, Execute,
+from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, Execute,
                                     IgnorePattern, LimitOutput, NbGraderPreprocessor, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
 from traitlets import Float, Instance, Integer, Unicode
@@ -385,9 +385,11 @@ def _error(ename: str, evalue: str, traceback: list[str] | None = None):
 
 def configure(c) -> None:
     """Put the sandboxed execution and trusted verdicts into nbgrader's autograde pipeline."""
+    from autograder.late import ApplyLatePolicy  # due dates, extensions, late policy (autograder/calendar.py)
+
     c.Autograde.autograde_preprocessors = [
         StartTrustedGrading, SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-        TrustedVerdicts, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata, WriteGradeRecord]
+        TrustedVerdicts, SaveAutoGrades, ApplyLatePolicy, CheckCellMetadata, WriteGradeRecord]
     c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreMetadata, OverwriteKernelspec,
                                           OverwriteCells, CheckCellMetadata]
     c.OverwriteCells.add_missing_cells = True  # a deleted test cell is graded anyway

@@ -51,6 +51,8 @@ REPRODUCE_KEYS = ("suite_module", "suite_sha256", "spec_sha256", "tolerances", "
                   "device", "device_name", "python", "grader_commit", "sandbox")
 CELL_KEYS = ("function", "points", "max_points", "checks")
 CHECK_KEYS = ("name", "kind", "passed", "hint")
+LATE_KEYS = ("due", "extension", "submitted", "lateness_s", "penalty", "rule", "raw_score", "final_score",
+             "counted")  # of the optional "late" object (autograder/late.py)
 
 _UMASK = os.umask(0)  # read once (setting it is process-wide): written records get the usual modes
 os.umask(_UMASK)
@@ -293,6 +295,12 @@ def validate(record: Any, path: Path | str = "<record>") -> None:
         problems.append("'cells' (not an object)")
     if not isinstance(record.get("source", ""), str):
         problems.append("'source' (not a string)")
+    late = record.get("late")  # the late policy's result (autograder/late.py); null without a due date
+    if late is not None:
+        if not isinstance(late, dict):
+            problems.append("'late' (not an object or null)")
+        else:
+            problems += [f"'late.{k}'" for k in LATE_KEYS if k not in late]
     if problems:
         shown = ", ".join(problems[:8]) + (f" and {len(problems) - 8} more" if len(problems) > 8 else "")
         raise RecordError(f"grade record {path} is incomplete: missing or malformed {shown} "
@@ -493,4 +501,36 @@ def replay_main(course_root: Path, assignment: str, student: str, device: str | 
         print("no differences: the same checks pass and fail, with the same hints and points")
     for line in notes:
         print(f"  {line}")
+    differences += _late_lines(Path(course_root), record)
     return 1 if differences else 0
+
+
+def _late_lines(course_root: Path, record: dict) -> list[str]:
+    """Print the record's late policy result and the one today's calendar gives (no code run);
+    a different final score is a difference."""
+    from autograder import calendar, late
+
+    then = record.get("late")
+    if then is None and not record.get("submission_timestamp"):
+        return []
+    try:
+        cal = calendar.load(course_root)
+    except calendar.CalendarError as err:
+        print(f"  late: the calendar cannot be read: {err}")
+        return [str(err)]
+    now = late.apply_to_record(course_root, cal, json.loads(json.dumps(record)),
+                               calendar.parse_timestamp(record["submission_timestamp"])
+                               if record.get("submission_timestamp") else None,
+                               (then or {}).get("on_time"))["late"]
+    if then:
+        print(f"late: {then['rule']}; final {_points(then['final_score'])}/{_points(record['max_score'])} "
+              f"({then['counted']} submission counted)")
+    if (then or {}).get("final_score") == (now or {}).get("final_score") and \
+            (then or {}).get("counted") == (now or {}).get("counted"):
+        print("late: the calendar gives the same final score today")
+        return []
+    line = (f"late: final {_points(late.final_score(record))} then, "
+            f"{_points(now['final_score'] if now else record['score'])} with today's calendar"
+            f" ({now['rule'] if now else 'no due date'}): `python -m autograder recompute-late` applies it")
+    print(f"  {line}")
+    return [line]

@@ -1,0 +1,445 @@
+"""The late policy applied by the grader: the ``late`` object of a grade record, the
+gradebook's penalty, the feedback's note, the on-time copy, recomputation and students' view.
+
+The rules are :mod:`autograder.calendar`'s (pure). This module applies them:
+
+- :class:`ApplyLatePolicy` is the autograde step after nbgrader's ``SaveAutoGrades`` (it
+  replaces nbgrader's ``AssignLatePenalties``, which never had a due date): it reads the
+  submission's exchange timestamp (``submitted/STUDENT/ASSIGNMENT/timestamp.txt``, which
+  nbgrader's collect copies), computes the ``late`` object against that student's own due
+  date, grades the kept on-time copy (``ontime/STUDENT/ASSIGNMENT/``, see
+  :func:`keep_on_time`) when the latest submission is penalized, counts the better one,
+  stores the result in the gradebook (export's ``score`` = raw - penalty is the final score)
+  and puts a note at the top of the autograded notebook, hence the student's feedback.
+- :func:`recompute` redoes all of that from the grade records alone (no code is run) after
+  a due date, extension or late-day budget changed, and returns who changed by how much.
+- :func:`publish_student_calendars` writes each student's own due dates and late days into
+  the exchange (``EXCHANGE/COURSE/calendar/STUDENT.json``, readable by that student only);
+  ``lec4.homework.deadlines`` shows it in their notebook.
+
+The ``late`` object (a grade record's key; null when the assignment has no due date)::
+
+    {"due": ISO, "extension": {"until", "reason", "granted_by"} | null, "submitted": ISO,
+     "lateness_s": float, "late_days_used": int, "penalty": float (points), "rule": str,
+     "raw_score": float, "final_score": float, "counted": "latest" | "on-time",
+     "on_time": {"submitted": ISO, "score": float, "cells": {grade_id: points}} | null}
+
+``raw_score`` and ``penalty`` are the latest submission's; ``final_score`` is what counts.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder import calendar, records
+
+ONTIME = "ontime"  # COURSE/ontime/STUDENT/ASSIGNMENT/: the last on-time submission, when a later one exists
+NOTE_KEY = "autograder_late"  # metadata key of the late note cell in the autograded notebook
+
+
+def timestamp_of(folder: Path) -> dt.datetime | None:
+    """The exchange timestamp of a submission folder (its ``timestamp.txt``), or None."""
+    path = Path(folder) / "timestamp.txt"
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return calendar.parse_timestamp(text).astimezone(dt.timezone.utc)  # UTC: compares safely across zones
+
+
+def late_days_spent(course_root: Path, cal: calendar.Calendar, assignment: str, student: str) -> int:
+    """Late days ``student`` spent on the assignments due before ``assignment`` (from their records)."""
+    spent = 0
+    for other in cal.assignments():
+        if other == assignment:
+            break
+        try:
+            late = records.read_record(records.record_path(course_root, other, student)).get("late")
+        except records.RecordError:
+            continue
+        spent += int((late or {}).get("late_days_used", 0))
+    return spent
+
+
+def late_object(cal: calendar.Calendar, assignment: str, student: str, submitted: dt.datetime | None,
+                raw_score: float, max_score: float, late_days_left: int,
+                on_time: dict | None = None) -> dict | None:
+    """The record's ``late`` object for a submission (see the module doc); None without a due date."""
+    due, ext = calendar.effective_due(cal, assignment, student)
+    if due is None:
+        return None
+    zone = cal.due(assignment)[1]
+    if submitted is None:  # no timestamp.txt (a submission put in submitted/ by hand): taken as on time
+        return {"due": calendar.iso(due), "extension": _ext(ext), "submitted": None, "lateness_s": 0.0,
+                "late_days_used": 0, "penalty": 0.0,
+                "rule": "no exchange timestamp (timestamp.txt) with this submission: no late penalty applied",
+                "raw_score": raw_score, "final_score": raw_score, "counted": "latest", "on_time": on_time}
+    label = calendar.shown(due, zone) + (f", extended: {ext.reason}" if ext else "")
+    a = calendar.assess(due=due, submitted=submitted, policy=cal.policy(assignment), raw_score=raw_score,
+                        max_score=max_score, late_days_left=late_days_left, due_label=label)
+    late = {"due": calendar.iso(due), "extension": _ext(ext), "submitted": calendar.iso(submitted),
+            "lateness_s": round(a.lateness_s, 3), "late_days_used": a.late_days_used, "penalty": a.penalty,
+            "rule": a.rule, "raw_score": raw_score, "final_score": a.final_score, "counted": "latest",
+            "on_time": on_time}
+    if on_time is not None and a.penalty > 0 and on_time["score"] > a.final_score:
+        late["final_score"] = on_time["score"]
+        late["counted"] = "on-time"
+        late["late_days_used"] = 0
+        late["rule"] += (f"; your on-time submission of {calendar.shown(dt.datetime.fromisoformat(on_time['submitted']), zone)} "
+                         f"scored {on_time['score']:g}, more than {a.final_score:g}: it counts")
+    elif on_time is not None and a.penalty > 0:
+        late["rule"] += (f"; your on-time submission scored {on_time['score']:g}, not more than "
+                         f"{a.final_score:g}: the latest counts")
+    return late
+
+
+def _ext(ext: calendar.Extension | None) -> dict | None:
+    return None if ext is None else {"until": calendar.iso(ext.until), "reason": ext.reason,
+                                     "granted_by": ext.granted_by}
+
+
+def final_score(record: dict) -> float:
+    """What counts: the late object's final score, else the record's score."""
+    late = record.get("late")
+    return float(late["final_score"]) if late else float(record["score"])
+
+
+def note_text(late: dict | None, max_score: float) -> str | None:
+    """The feedback's late note (Markdown) for a ``late`` object; None when nothing is to say."""
+    if not late:
+        return None
+    lines = ["### Due date and late policy", ""]
+    due = dt.datetime.fromisoformat(late["due"])
+    lines.append(f"- Your due date: **{calendar.shown(due)}**" +
+                 (f" (extension granted: {late['extension']['reason']})" if late.get("extension") else ""))
+    if late.get("submitted"):
+        lines.append(f"- Submitted: {calendar.shown(dt.datetime.fromisoformat(late['submitted']))}")
+    lines.append(f"- Rule applied: {late['rule']}")
+    if late["counted"] == "on-time":
+        lines.append(f"- **Your on-time submission counts: {late['final_score']:g} / {max_score:g}** "
+                     f"(this late one scored {late['raw_score']:g}, minus {late['penalty']:g} for lateness; "
+                     "the checks below are those of this late submission)")
+    elif late["penalty"] > 0:
+        lines.append(f"- **Late penalty: -{late['penalty']:g} points: {late['raw_score']:g} -> "
+                     f"{late['final_score']:g} / {max_score:g}**")
+    else:
+        lines.append(f"- No late penalty: {late['final_score']:g} / {max_score:g}")
+    if late.get("late_days_used"):
+        lines.append(f"- Late days used on this assignment: {late['late_days_used']}")
+    return "\n".join(lines) + "\n"
+
+
+def put_note(nb, late: dict | None, max_score: float) -> None:
+    """Replace (or add) the late note as the first cell of ``nb``; remove it when there is none."""
+    import nbformat
+
+    nb.cells = [c for c in nb.cells if not c.get("metadata", {}).get(NOTE_KEY)]
+    text = note_text(late, max_score)
+    if text:
+        cell = nbformat.v4.new_markdown_cell(text)
+        cell.metadata[NOTE_KEY] = True
+        cell.pop("id", None)
+        nb.cells.insert(0, cell)
+
+
+# --- gradebook -------------------------------------------------------------------------------------
+
+def store_in_gradebook(db_url: str, assignment: str, student: str, record: dict) -> None:
+    """The gradebook's total becomes the late object's final score: per-cell auto scores of the
+    counted submission, and its late penalty on the (single) notebook; the gradebook's due
+    date and the student's extension follow the calendar (nbgrader's own fields)."""
+    from nbgrader.api import Gradebook
+
+    late = record.get("late")
+    cells = ({gid: c["points"] for gid, c in record["cells"].items()} if not late or late["counted"] == "latest"
+             else dict(late["on_time"]["cells"]))
+    penalty = late["penalty"] if late and late["counted"] == "latest" else 0.0
+    with Gradebook(db_url) as gb:
+        sub = gb.find_submission(assignment, student)
+        for notebook in sub.notebooks:
+            for grade in notebook.grades:
+                if grade.name in cells and not grade.needs_manual_grade:
+                    grade.auto_score = cells[grade.name]
+        for n, notebook in enumerate(sub.notebooks):  # one notebook per assignment (as the record)
+            notebook.late_submission_penalty = (penalty or None) if n == 0 else None
+        if late:
+            due = dt.datetime.fromisoformat(late["due"])
+            base = due if not late.get("extension") else None
+            if base is not None:
+                sub.assignment.duedate = due.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                sub.extension = None
+            elif sub.assignment.duedate is not None:
+                sub.extension = due.astimezone(dt.timezone.utc).replace(tzinfo=None) - sub.assignment.duedate
+            when = late["on_time"]["submitted"] if late["counted"] == "on-time" else late.get("submitted")
+            if when:
+                sub.timestamp = dt.datetime.fromisoformat(when).astimezone(dt.timezone.utc).replace(tzinfo=None)
+        gb.db.commit()
+
+
+def set_gradebook_duedate(db_url: str, assignment: str, due: dt.datetime) -> None:
+    """nbgrader's own due date field (Formgrader, export's duedate column), in naive UTC."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gb:
+        try:
+            gb.find_assignment(assignment).duedate = due.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            gb.db.commit()
+        except MissingEntry:
+            pass
+
+
+# --- the autograde step ----------------------------------------------------------------------------
+
+def grade_on_time(course_root: Path, assignment: str, student: str, notebook: str, device: str) -> dict | None:
+    """The kept on-time copy graded by the hidden suite (its own sandbox), as the late object's
+    ``on_time``; None when no copy is kept."""
+    folder = Path(course_root) / ONTIME / student / assignment
+    nb_path = folder / f"{notebook}.ipynb"
+    when = timestamp_of(folder) if folder.is_dir() else None
+    if when is None or not nb_path.is_file():
+        return None
+    from autograder.engine.grading import grade
+    from autograder.engine.sandbox import default_sandbox
+    from autograder.notebook import submission_source
+    from autograder.suites import load_suite
+
+    source_nb = Path(course_root) / "solutions" / assignment / f"{notebook}.ipynb"
+    code = submission_source(source_nb, nb_path)
+    cells = grade(load_suite(assignment), code, device=device, sandbox=default_sandbox(device))
+    return {"submitted": calendar.iso(when), "score": round(sum(float(c.points) for c in cells.values()), 2),
+            "cells": {gid: float(c.points) for gid, c in cells.items()}, "source_sha256": records.sha256_text(code)}
+
+
+def apply_to_record(course_root: Path, cal: calendar.Calendar, record: dict, submitted: dt.datetime | None,
+                    on_time: dict | None) -> dict:
+    """``record`` with its ``late`` object and ``submission_timestamp`` set (in place; returned)."""
+    assignment, student = record["assignment"], record["student"]
+    left = 0
+    if cal.late_days is not None:
+        left = max(0, cal.late_days - late_days_spent(course_root, cal, assignment, student))
+    record["submission_timestamp"] = calendar.iso(submitted)
+    record["late"] = late_object(cal, assignment, student, submitted, float(record["score"]),
+                                 float(record["max_score"]), left, on_time)
+    return record
+
+
+try:
+    from nbgrader.preprocessors import NbGraderPreprocessor
+    from traitlets import Unicode
+except ImportError:  # a grading node without nbgrader (selfcheck) never autogrades
+    NbGraderPreprocessor = object
+
+
+if NbGraderPreprocessor is not object:
+    class ApplyLatePolicy(NbGraderPreprocessor):
+        """Autograde step after ``SaveAutoGrades``: the late policy (see the module doc)."""
+
+        device = Unicode("", help="cpu / cuda for grading the on-time copy; empty: auto").tag(config=True)
+
+        def preprocess(self, nb, resources):
+            from nbgrader.coursedir import CourseDirectory
+
+            from autograder.nbgrader_hooks import grading_device
+
+            made = resources.get("autograder", {}).get("record")
+            if made is None:
+                return nb, resources
+            _, record = made
+            info = resources["nbgrader"]
+            root = Path(CourseDirectory(config=self.config).root)
+            cal = calendar.load(root)  # a malformed or unaudited calendar stops grading with its message
+            folder = root / "submitted" / info["student"] / info["assignment"]
+            submitted = timestamp_of(folder)
+            apply_to_record(root, cal, record, submitted, None)
+            late = record["late"]
+            if late and late["penalty"] > 0:
+                on_time = grade_on_time(root, info["assignment"], info["student"], info["notebook"],
+                                        grading_device(self.device))
+                if on_time is not None:
+                    apply_to_record(root, cal, record, submitted, on_time)
+            store_in_gradebook(info["db_url"], info["assignment"], info["student"], record)
+            put_note(nb, record["late"], float(record["max_score"]))
+            if record["late"]:
+                self.log.info("late policy: %s", record["late"]["rule"])
+            return nb, resources
+
+
+# --- recompute from records ------------------------------------------------------------------------
+
+@dataclass
+class Change:
+    assignment: str
+    student: str
+    before: float
+    after: float
+    rule: str
+
+
+def recompute(course_root: Path, db_url: str, only: str | None = None) -> tuple[list[Change], list[str]]:
+    """Apply the current calendar to every grade record (in due-date order, so late days are
+    spent in that order) without running code: record, gradebook and autograded notebook's
+    note. Returns (changes of final score, problems)."""
+    course_root = Path(course_root)
+    cal = calendar.load(course_root)
+    base = course_root / records.RECORDS
+    names = [a for a in cal.assignments()] + sorted(
+        p.name for p in base.glob("*") if p.is_dir() and p.name not in cal.data["assignments"])
+    changes, problems = [], []
+    for assignment in names:
+        for path in sorted((base / assignment).glob("*.json")):
+            try:
+                record = records.read_record(path)
+            except records.RecordError as err:
+                problems.append(str(err))
+                continue
+            old_late = record.get("late")
+            before = final_score(record)
+            submitted = (dt.datetime.fromisoformat(record["submission_timestamp"])
+                         if record.get("submission_timestamp") else None)
+            if "submission_timestamp" not in record:
+                problems.append(f"{assignment}/{record['student']}: graded before due dates were recorded "
+                                "(no submission_timestamp): regrade with autograde --regrade")
+                continue
+            on_time = (old_late or {}).get("on_time")
+            apply_to_record(course_root, cal, record, submitted, on_time)
+            late = record["late"]
+            if late and late["penalty"] > 0 and on_time is None and (
+                    course_root / ONTIME / record["student"] / assignment).is_dir():
+                problems.append(f"{assignment}/{record['student']}: an on-time copy is kept but was never graded: "
+                                f"`python -m autograder autograde {assignment} --student {record['student']} --regrade`")
+            if late == old_late:
+                continue
+            records.write_record(path, record)
+            try:
+                store_in_gradebook(db_url, assignment, record["student"], record)
+            except Exception as err:  # noqa: BLE001 -- reported, the other students go on
+                problems.append(f"{assignment}/{record['student']}: gradebook not updated ({type(err).__name__}: {err})")
+            _update_autograded_note(course_root, assignment, record)
+            after = final_score(record)
+            if only is None or only == assignment:
+                changes.append(Change(assignment, record["student"], before, after, (late or {}).get("rule", "no due date")))
+    return changes, problems
+
+
+def _update_autograded_note(course_root: Path, assignment: str, record: dict) -> None:
+    import nbformat
+
+    for path in sorted((course_root / "autograded" / record["student"] / assignment).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        put_note(nb, record.get("late"), float(record["max_score"]))
+        nbformat.write(nb, path)
+
+
+# --- collect: keep the last on-time submission -----------------------------------------------------
+
+def inbound_submissions(exchange: Path, course_id: str, assignment: str) -> dict[str, list[tuple[dt.datetime, Path]]]:
+    """{student: [(timestamp, inbound folder)] oldest first} of ``assignment`` in the exchange's
+    inbound; folders that are links, not owned by the student they name, or without a readable
+    timestamp are left out (as :class:`autograder.exchange.SafeCollect` does)."""
+    import stat
+
+    from autograder.exchange import _uid_of
+
+    inbound = Path(exchange) / course_id / "inbound"
+    found: dict[str, list] = {}
+    for entry in sorted(inbound.glob(f"*+{assignment}+*")) if inbound.is_dir() else []:
+        student = entry.name.split("+", 1)[0]
+        try:
+            st = os.lstat(entry)
+            uid = _uid_of(student)
+            if not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid):
+                continue
+            ts = entry / "timestamp.txt"
+            if not stat.S_ISREG(os.lstat(ts).st_mode):
+                continue
+            when = timestamp_of(entry)
+        except (OSError, calendar.CalendarError):
+            continue
+        if when is not None:
+            found.setdefault(student, []).append((when, entry))
+    return {s: sorted(v, key=lambda x: x[0]) for s, v in found.items()}
+
+
+def keep_on_time(course_root: Path, exchange: Path, course_id: str, assignment: str) -> list[str]:
+    """For every student whose latest submission is after their own due date + grace, copy
+    their last submission before it into ``ontime/STUDENT/ASSIGNMENT/`` (with
+    :func:`autograder.exchange.copy_regular_files`); remove a kept copy that is no longer
+    needed. Returns one line per kept copy (and per refused entry)."""
+    from autograder.exchange import _uid_of, copy_regular_files
+
+    cal = calendar.load(course_root)
+    lines = []
+    for student, subs in inbound_submissions(exchange, course_id, assignment).items():
+        due, _ = calendar.effective_due(cal, assignment, student)
+        dest = Path(course_root) / ONTIME / student / assignment
+        if due is None:
+            continue
+        limit = due + dt.timedelta(minutes=cal.policy(assignment).grace_minutes)
+        on_time = [s for s in subs if s[0] <= limit]
+        if subs[-1][0] <= limit or not on_time:
+            if dest.exists():
+                shutil.rmtree(dest)
+            continue
+        when, folder = on_time[-1]
+        if dest.exists():
+            shutil.rmtree(dest)
+        refused = copy_regular_files(folder, dest, _uid_of(student))
+        lines.append(f"{student}: latest submission {calendar.iso(subs[-1][0])} is late; kept the on-time one of "
+                     f"{calendar.iso(when)} in {dest.relative_to(course_root)}")
+        lines += [f"{student}: {x}" for x in refused]
+    return lines
+
+
+# --- what students see -----------------------------------------------------------------------------
+
+def student_view(course_root: Path, cal: calendar.Calendar, student: str) -> dict:
+    """One student's own due dates (with their extensions) and late days: what they may see."""
+    spent = 0
+    rows = []
+    for assignment in cal.assignments():
+        due, ext = calendar.effective_due(cal, assignment, student)
+        zone = cal.due(assignment)[1]
+        try:
+            late = records.read_record(records.record_path(course_root, assignment, student)).get("late")
+        except records.RecordError:
+            late = None
+        used = int((late or {}).get("late_days_used", 0))
+        spent += used
+        rows.append({"assignment": assignment, "due": calendar.iso(due), "due_shown": calendar.shown(due, zone),
+                     "extension": None if ext is None else {"until": calendar.iso(ext.until), "reason": ext.reason},
+                     "policy": cal.policy(assignment).describe(), "late_days_used": used})
+    return {"student": student, "late_days": cal.late_days,
+            "late_days_left": None if cal.late_days is None else max(0, cal.late_days - spent),
+            "assignments": rows, "written_at": calendar.iso(dt.datetime.now(dt.timezone.utc))}
+
+
+def publish_student_calendars(course_root: Path, exchange: Path, course_id: str, students: list[str]) -> list[str]:
+    """Write ``EXCHANGE/COURSE/calendar/STUDENT.json`` per student: mode 0400 owned by that
+    student when they are a user here and this runs as root (else 0600 for whoever runs it);
+    the folder is 0711 (students cannot list it). Returns what was written."""
+    from autograder.exchange import _uid_of
+
+    cal = calendar.load(course_root)
+    folder = Path(exchange) / course_id / "calendar"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o711)
+    written = []
+    for student in students:
+        path = folder / f"{student}.json"
+        text = json.dumps(student_view(course_root, cal, student), indent=1) + "\n"
+        tmp = folder / f".{student}.json.tmp"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        uid = _uid_of(student)
+        if uid is not None and os.geteuid() == 0:
+            os.chown(tmp, uid, -1)
+            os.chmod(tmp, 0o400)
+        os.replace(tmp, path)
+        written.append(str(path))
+    return written
