@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test env check-python check-system lock clean hub hub-stop
+.PHONY: book pdf test env check-python check-system lock clean hub hub-stop
 
 check-python:
 	@$(PYTHON) tools/check_python.py
@@ -20,6 +20,11 @@ env: check-python $(STAMP)
 
 book: env
 	$(PY) tools/build_book.py
+
+# `make book` also prints the whole book to book/_build/html/lec4-book.pdf (Chromium, no LaTeX);
+# `make pdf` reprints it from the site already built.
+pdf: env
+	$(PY) tools/build_book.py --pdf-only
 
 check-system:
 	@$(PY) tools/check_system.py --install

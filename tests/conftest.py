@@ -16,6 +16,8 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ["intro", "pretraining", "modern_transformers", "cnns"]
+# the book's reference pages after the chapters (book/_toc.yml): notation and bibliography
+BACK_MATTER = ["notation", "bibliography"]
 
 
 @pytest.fixture(scope="session")

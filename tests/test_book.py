@@ -1,4 +1,5 @@
-"""The book builds from clean, executes every page without error and has every page."""
+"""The book builds from clean, executes every page without error and has every page; its
+notation page, bibliography and PDF are there and hold what they should."""
 from __future__ import annotations
 
 import re
@@ -6,15 +7,53 @@ import re
 import pytest
 import yaml
 
-from conftest import CHAPTERS, ROOT
+from conftest import BACK_MATTER, CHAPTERS, ROOT
 
 pytestmark = [pytest.mark.book]
 
 
 def test_toc_lists_every_chapter():
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
-    files = [toc["root"]] + [c["file"] for c in toc["chapters"]]
-    assert files == CHAPTERS
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert files == CHAPTERS + BACK_MATTER
+    numbered = [part for part in toc["parts"] if part.get("numbered")]
+    assert [c["file"] for part in numbered for c in part["chapters"]] == CHAPTERS[1:], \
+        "the three chapters (and only they) are numbered"
+
+
+# the book-wide notation (team SHARED.md "Notation"): each symbol's TeX as it must appear on the page
+NOTATION_SYMBOLS = [r"$T$", r"$B$", r"$t$", r"$j$", r"$m$", r"$d_{\text{model}}$", r"$d_k$",
+                    r"$\theta_i = 10000^{-2(i-1)/d_k}$", r"$h_q$", r"$h_{kv}$", r"$g = h_q / h_{kv}$", r"$w$",
+                    r"$W = 4096$", r"$\mathbf{Q}, \mathbf{K}, \mathbf{V} \in \mathbb{R}^{T \times d_k}$",
+                    r"$W_q, W_k, W_v$", r"$H \times W$", r"$C_{\text{in}}$", r"$C_{\text{out}}$",
+                    r"$k_h \times k_w$", r"$s$", r"$p$", r"$\lfloor (H + 2p - k_h)/s \rfloor + 1$"]
+
+
+def test_notation_page_has_every_symbol_and_every_page_links_it(built_book):
+    import html as html_lib
+
+    source = (ROOT / "book" / "notation.md").read_text()
+    missing = [s for s in NOTATION_SYMBOLS if f"| {s} |" not in source]
+    assert not missing, f"notation.md lacks table rows for {missing}"
+    page = (built_book / "notation.html").read_text()
+    assert page.count("<tr") >= len(NOTATION_SYMBOLS), "notation page: the table did not render"
+    # each symbol's TeX reaches the page (MathJax typesets it; the browser test checks that)
+    for symbol in NOTATION_SYMBOLS:
+        assert html_lib.escape(symbol.strip("$"), quote=False) in page, f"notation page: {symbol} missing"
+    for name in CHAPTERS + BACK_MATTER:
+        text = (built_book / f"{name}.html").read_text()
+        assert 'href="notation.html"' in text or (name == "notation" and 'href="#"' in text), \
+            f"{name}: no link to the notation page"
+
+
+def test_bibliography_lists_what_the_chapters_cite(built_book):
+    page = (built_book / "bibliography.html").read_text()
+    entries = re.findall(r'<div class="citation" id="id\d+" role="doc-biblioentry">', page) or \
+        re.findall(r'role="doc-biblioentry"', page)
+    assert len(entries) >= 5, f"bibliography page lists {len(entries)} entries"
+    for name in CHAPTERS[1:]:
+        text = (built_book / f"{name}.html").read_text()
+        assert "bibliography.html#" in text, f"{name}: cites nothing from the bibliography ({{cite}})"
 
 
 def test_every_page_built_with_executed_outputs(built_book):
@@ -65,3 +104,36 @@ def test_download_and_launch_buttons(built_book):
     config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
     hub = config["launch_buttons"]["jupyterhub_url"]
     assert hub and hub in text, "JupyterHub launch button missing"
+
+
+def _pdf_text(pdf_path):
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(pdf_path))
+    return reader, [page.extract_text() or "" for page in reader.pages]
+
+
+def test_pdf_of_the_whole_book(built_book):
+    """`make book` prints the whole book to one PDF (linked from every page): it opens, every page
+    of the book is in it in order with its title, math is typeset (no raw TeX) and its size is sane."""
+    pdf = built_book / "lec4-book.pdf"
+    assert pdf.exists(), "no lec4-book.pdf in the built site (tools/build_book.py prints it)"
+    reader, pages = _pdf_text(pdf)
+    text = "\n".join(pages)
+    titles = []
+    for name in CHAPTERS + BACK_MATTER:
+        html = (built_book / f"{name}.html").read_text()
+        title = re.sub(r"<[^>]+>|#|¶", "", re.search(r"<h1[^>]*>(.*?)</h1>", html, re.S).group(1)).strip()
+        titles.append(title)
+        words = re.findall(r"\w+", title)
+        assert re.search(r"\s*".join(map(re.escape, words)), text), f"PDF: title {title!r} of {name} not found"
+    outline = [item.title for item in reader.outline if not isinstance(item, list)]
+    assert outline == titles, f"PDF bookmarks {outline} are not the book's pages in order {titles}"
+    raw = re.findall(r"\\(?:frac|sum|theta|mathbf|text|lfloor|left|right)\b|\$\$|\\\(|\\\[", text)
+    assert not raw, f"PDF: raw TeX in the text: {raw[:5]}"
+    assert 30 <= len(reader.pages) <= 400, f"PDF has {len(reader.pages)} pages"
+    empty = [i + 1 for i, page in enumerate(pages) if len(page.strip()) < 20]
+    assert len(empty) <= len(reader.pages) // 10, f"PDF: {len(empty)} nearly empty pages: {empty[:10]}"
+    # each page of the site links to the PDF (footer)
+    for name in CHAPTERS + BACK_MATTER:
+        assert 'href="lec4-book.pdf"' in (built_book / f"{name}.html").read_text(), f"{name}: no link to the PDF"

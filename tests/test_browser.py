@@ -8,6 +8,18 @@ every page in the light and the dark theme, as a reader sees it:
 - nothing is wider than the text column (no sideways-scrolling table, code or output);
 - every piece of text is legible: WCAG AA contrast (4.5:1) against its actual background.
 
+The chapters teach as a textbook does (team SHARED.md "Book conventions"), checked on every
+chapter page in both themes:
+
+- every figure is a numbered figure ("Fig. 1.2") with a sentence as caption, a real alt text,
+  and a cross-reference from the text; its text is at least ``lec4.plotting.MIN_TEXT_PX`` high
+  at the width it is shown (from the text report the book's style writes into each PNG: the
+  smallest font matplotlib drew, the dpi; measured against the image's natural and displayed
+  width) and no two of its texts overlap;
+- every ``##`` section ends with at least one exercise; every solution is collapsed until the
+  reader clicks it, then shown;
+- the chapter ends with a summary; every page links the notation page and the PDF.
+
 Full-page screenshots go to artifacts/screenshots/PAGE-THEME.png (gitignored).
 """
 from __future__ import annotations
@@ -22,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHAPTERS, ROOT
+from conftest import BACK_MATTER, CHAPTERS, ROOT
 
 pytestmark = [pytest.mark.browser]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -35,7 +47,13 @@ MIN_CONTRAST = 4.5  # WCAG 2 AA for body text
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]+|\^\{|_\{")
 # a subscript written in prose (q_t, h_kv, θ_i): it belongs in math or in words
 PROSE_SUBSCRIPT = re.compile(r"(?<![\w/.-])[A-Za-zθ]_[A-Za-z0-9]{1,3}\b")
-PAGES = [(page, theme) for page in CHAPTERS for theme in THEMES]
+PAGES = [(page, theme) for page in CHAPTERS + BACK_MATTER for theme in THEMES]
+TEACHING = CHAPTERS[1:]  # the three numbered chapters (intro is the preface)
+CHAPTER_PAGES = [(page, theme) for page in TEACHING for theme in THEMES]
+# `##` sections that need no exercise of their own
+NO_EXERCISE_SECTIONS = {"Summary", "References"}
+# an alt text that says nothing: empty, a file name or hash, the format, "image"/"figure"
+MEANINGLESS_ALT = re.compile(r"^\s*$|^[0-9a-f]{8,}|\.(png|svg|jpe?g)\b|^(png|svg|image|figure|plot)$", re.I)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +124,14 @@ def loaded(request, browser, site_url):
     loaded.page.close()
 
 
+@pytest.fixture(params=CHAPTER_PAGES, ids=[f"{p}-{t}" for p, t in CHAPTER_PAGES])
+def chapter(request, browser, site_url):
+    page_name, theme = request.param
+    loaded = LoadedPage(browser, site_url, page_name, theme)
+    yield loaded
+    loaded.page.close()
+
+
 def test_page_loads_offline_without_errors(loaded):
     page = loaded.page
     assert loaded.response is not None and loaded.response.ok, \
@@ -117,7 +143,7 @@ def test_page_loads_offline_without_errors(loaded):
         .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.src)""")
     assert not broken, f"{loaded.where}: broken images {broken}"
     figures = page.evaluate("() => document.querySelectorAll('.cell_output img').length")
-    assert figures >= (0 if loaded.name == "intro" else 1), f"{loaded.where}: no figure from an executed cell"
+    assert figures >= (1 if loaded.name in TEACHING else 0), f"{loaded.where}: no figure from an executed cell"
     loaded.wait_for_math()
     foreign = [u for u in loaded.requests if not (u.startswith(loaded.site_url + "/") or u.startswith("data:"))]
     assert not foreign, f"{loaded.where}: requests leave the machine: {foreign}"
@@ -136,7 +162,8 @@ def test_every_formula_is_typeset(loaded):
                 errors: Array.from(document.querySelectorAll('mjx-merror'))
                              .map(el => el.getAttribute('data-mjx-error') || el.textContent).slice(0, 5)};
     }""")
-    assert counts["math"] >= (0 if loaded.name == "intro" else 5), f"{loaded.where}: formulas missing: {counts}"
+    assert counts["math"] >= (5 if loaded.name in TEACHING + ["notation"] else 0), \
+        f"{loaded.where}: formulas missing: {counts}"
     assert counts["typeset"] == counts["math"], \
         f"{loaded.where}: {counts['math'] - counts['typeset']} of {counts['math']} formulas not typeset"
     assert not counts["errors"], f"{loaded.where}: MathJax could not typeset {counts['errors']}"
@@ -220,3 +247,122 @@ def test_every_text_is_legible(loaded):
         return out;
     }""", MIN_CONTRAST)
     assert not low, f"{loaded.where}: {len(low)} texts below {MIN_CONTRAST}:1 contrast, e.g. {low[:6]}"
+
+
+# ---- the book as a textbook: figures, exercises, summary, notation, PDF ------------------------------
+
+def _figures(loaded) -> list[dict]:
+    """Every image of the page's content with what the checks need about it."""
+    return loaded.page.evaluate("""() => {
+        const article = document.querySelector('article.bd-article');
+        const style = getComputedStyle(article);
+        const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        return Array.from(article.querySelectorAll('img')).map(img => {
+            const figure = img.closest('figure');
+            const caption = figure && figure.querySelector('figcaption');
+            const number = caption && caption.querySelector('.caption-number');
+            const text = caption && caption.querySelector('.caption-text');
+            const id = figure && (figure.id || (figure.querySelector('[id]') || {}).id);
+            const refs = id ? Array.from(document.querySelectorAll(`a[href$="#${id}"]`))
+                                   .filter(a => !figure.contains(a)).length : 0;
+            return {src: img.getAttribute('src'), alt: img.getAttribute('alt') || '',
+                    natural: img.naturalWidth, shown: img.getBoundingClientRect().width, column: column,
+                    inFigure: !!figure, number: number ? number.textContent.trim() : '',
+                    caption: text ? text.textContent.trim() : '', id: id || '', refs: refs};
+        });
+    }""")
+
+
+def test_every_figure_is_numbered_captioned_referenced_with_alt_text(loaded):
+    loaded.wait_for_math()
+    bad = []
+    for fig in _figures(loaded):
+        where = f"{fig['src']} ({fig['caption'][:50] or 'no caption'})"
+        if not fig["inFigure"]:
+            bad.append(f"{where}: not inside a figure (give the cell mystnb.figure caption and name)")
+            continue
+        if not re.fullmatch(r"Fig\.\s*\d+(\.\d+)*", fig["number"]):
+            bad.append(f"{where}: figure not numbered (number {fig['number']!r})")
+        if len(fig["caption"].split()) < 4:
+            bad.append(f"{where}: caption {fig['caption']!r} is not a sentence saying what to see")
+        if MEANINGLESS_ALT.search(fig["alt"]) or len(fig["alt"].split()) < 3:
+            bad.append(f"{where}: alt text {fig['alt']!r} does not describe the figure")
+        if not fig["id"] or fig["refs"] < 1:
+            bad.append(f"{where}: not cross-referenced from the text ({{numref}} to {fig['id'] or 'its name'})")
+    assert not bad, f"{loaded.where}: {len(bad)} figure problems:\n" + "\n".join(bad)
+
+
+def test_figure_text_is_readable_and_does_not_overlap(loaded, built_book):
+    from lec4.plotting import BOOK_COLUMN_PX, MIN_TEXT_PX, read_text_report, rendered_text_px
+
+    loaded.wait_for_math()
+    figures = _figures(loaded)
+    bad = []
+    for fig in figures:
+        assert fig["column"] >= BOOK_COLUMN_PX - 1, \
+            f"{loaded.where}: text column {fig['column']:.0f} px < lec4.plotting.BOOK_COLUMN_PX = {BOOK_COLUMN_PX}"
+        path = built_book / fig["src"].split("?")[0]
+        assert path.is_file(), f"{loaded.where}: {fig['src']} is not a file of the site"
+        report = read_text_report(path.read_bytes()) if path.suffix == ".png" else None
+        if report is None:
+            bad.append(f"{fig['src']}: no text report (a PNG drawn under lec4.plotting.use_book_style())")
+            continue
+        # an image inside a collapsed block has no box yet: judge it at the width it would get
+        shown = fig["shown"] if fig["shown"] > 0 else min(fig["natural"], fig["column"])
+        if report["min_font_pt"] is not None:
+            px = rendered_text_px(report["min_font_pt"], report["dpi"], fig["natural"], shown)
+            if px < MIN_TEXT_PX:
+                bad.append(f"{fig['src']} ({fig['caption'][:40]}): smallest text {report['min_font_pt']:g} pt "
+                           f"at {report['dpi']:g} dpi, {fig['natural']} px shown at {shown:.0f} px "
+                           f"-> {px:.1f} px < {MIN_TEXT_PX}")
+        if report["overlaps"]:
+            bad.append(f"{fig['src']} ({fig['caption'][:40]}): overlapping texts {report['overlaps'][:3]}")
+    assert not bad, f"{loaded.where}: {len(bad)} figures hard to read:\n" + "\n".join(bad)
+
+
+def _sections(loaded) -> list[dict]:
+    return loaded.page.evaluate("""() => Array.from(document.querySelectorAll('article.bd-article section'))
+        .filter(s => s.querySelector(':scope > h2'))
+        .map(s => ({title: s.querySelector(':scope > h2').textContent.replace(/[#¶]/g, '').replace(/^[\d.\s]+/, '').trim(),
+                    exercises: s.querySelectorAll('div.exercise').length}))""")
+
+
+def test_every_section_ends_with_exercises_and_the_chapter_with_a_summary(chapter):
+    sections = _sections(chapter)
+    assert sections, f"{chapter.where}: no ## sections"
+    titles = [s["title"] for s in sections]
+    missing = [s["title"] for s in sections if s["exercises"] < 1 and s["title"] not in NO_EXERCISE_SECTIONS]
+    assert not missing, f"{chapter.where}: sections without an exercise: {missing}"
+    body = [t for t in titles if t != "References"]
+    assert body and body[-1] == "Summary", f"{chapter.where}: the chapter does not end with a Summary section: {titles}"
+
+
+def test_solutions_are_hidden_until_clicked(chapter):
+    page = chapter.page
+    solutions = page.locator("article.bd-article div.solution")
+    n = solutions.count()
+    exercises = page.locator("article.bd-article div.exercise").count()
+    assert n >= exercises >= 1, f"{chapter.where}: {exercises} exercises but {n} solutions"
+    for i in range(n):
+        solution = solutions.nth(i)
+        body = solution.locator(":scope > :not(.admonition-title):not(button)").first
+        title = solution.locator(":scope > .admonition-title").first.inner_text().strip()
+        assert "toggle" in (solution.get_attribute("class") or ""), \
+            f"{chapter.where}: solution {title!r} is not collapsible (give it `:class: dropdown`)"
+        assert not body.is_visible(), f"{chapter.where}: solution {title!r} is shown before the reader asks"
+        solution.locator(":scope > .admonition-title").first.click()
+        body.wait_for(state="visible", timeout=5000)
+        assert body.is_visible(), f"{chapter.where}: solution {title!r} did not open on click"
+
+
+def test_notation_page_and_pdf_are_linked_from_every_page(loaded, built_book):
+    links = loaded.page.evaluate("""() => ({
+        // the sidebar's entry (on the notation page itself it links to "#")
+        notation: Array.from(document.querySelectorAll('nav.bd-links a'))
+            .filter(a => a.textContent.trim() === 'Notation' && a.offsetParent !== null
+                         && /^(notation\.html|#)$/.test(a.getAttribute('href') || '')).length,
+        pdf: Array.from(document.querySelectorAll('a[href="lec4-book.pdf"]')).length})""")
+    assert links["notation"] >= 1, f"{loaded.where}: no visible link to the notation page in the navigation"
+    assert links["pdf"] >= 1, f"{loaded.where}: no link to the book's PDF"
+    response = loaded.page.request.get(f"{loaded.site_url}/lec4-book.pdf")
+    assert response.ok and response.body()[:5] == b"%PDF-", f"{loaded.where}: the PDF link is broken"
