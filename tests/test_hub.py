@@ -393,32 +393,9 @@ def course_loop(hub, chromium, tmp_path, request):
 
     # 6. the built book's launch button opens the chapter in student1's server (nbgitpuller, local repo)
     with timed("6 launch button -> nbgitpuller -> chapter in JupyterLab"):
-        built_book = request.getfixturevalue("built_book")  # here, so steps 1-5 do not wait for a clean build
-        repo = hub["repo"]  # the local clone `make hub` made
-        book = tmp_path / "book"
-        shutil.copytree(built_book.parents[1], book, ignore=shutil.ignore_patterns("html", "jupyter_execute"))
-        config = yaml.safe_load((book / "_config.yml").read_text())
-        config["launch_buttons"]["jupyterhub_url"] = hub["url"]
-        config["repository"]["url"] = f"file://{repo}"
-        config["sphinx"]["recursive_update"] = True  # add to the theme options, do not replace them
-        config["sphinx"]["config"].setdefault("html_theme_options", {})["repository_provider"] = "github"
-        (book / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        r = subprocess.run([PY, str(ROOT / "tools" / "build_book.py"), str(book)], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        page = s1_ctx.new_page()
-        page.goto((book / "_build" / "html" / "modern_transformers.html").as_uri())
-        link = page.locator("a[href*='/hub/user-redirect/git-pull']").first
-        href = link.get_attribute("href")
-        assert href.startswith(hub["url"]) and "lecture4-book" in href, href
-        page.locator(".dropdown-launch-buttons button").first.click()
-        with s1_ctx.expect_page(timeout=60_000) as opened:  # the button's link has target="_blank"
-            link.click()
-        page = opened.value
-        page.wait_for_url(re.compile(r"/user/student1/lab/tree/lecture4-book/book/modern_transformers"),
-                          timeout=180_000)
-        tab = page.locator(".lm-TabBar-tab", has_text="modern_transformers")
-        tab.first.wait_for()
-        page.locator(".cm-content:visible", has_text="Modern Transformers").first.wait_for()
+        book = request.getfixturevalue("launch_book")  # here, so steps 1-5 do not wait for a clean build
+        page = launch(s1_ctx, hub, book, "modern_transformers")
+        wait_for_notebook(page, "modern_transformers")  # a notebook (jupytext), not the text editor
         shot(page, "6-launch-button-chapter")
         pulled = Path(pwd.getpwnam("student1").pw_dir, "lecture4-book", "book", "modern_transformers.md")
         committed = subprocess.run(["git", "show", "HEAD:book/modern_transformers.md"], cwd=ROOT,
@@ -436,6 +413,142 @@ def course_loop(hub, chromium, tmp_path, request):
     print("[hub] times: " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMES.items()), flush=True)
     for context in (instructor_ctx, s1_ctx, s2_ctx):
         context.close()
+
+
+# ---------------------------------------------------------------- H25: every chapter runs from its launch button
+@pytest.fixture(scope="module")
+def launch_book(hub, built_book, tmp_path_factory) -> Path:
+    """The built book rebuilt with this hub's URL and launch repository (the clean build's
+    jupyter-cache comes along: nothing is executed again). Returns the book folder."""
+    book = tmp_path_factory.mktemp("launch") / "book"
+    shutil.copytree(built_book.parents[1], book, ignore=shutil.ignore_patterns("html", "jupyter_execute"))
+    config = yaml.safe_load((book / "_config.yml").read_text())
+    config["launch_buttons"]["jupyterhub_url"] = hub["url"]
+    config["repository"]["url"] = f"file://{hub['repo']}"  # the local launch repository `make hub` made
+    config["sphinx"]["recursive_update"] = True  # add to the theme options, do not replace them
+    config["sphinx"]["config"].setdefault("html_theme_options", {})["repository_provider"] = "github"
+    (book / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    r = subprocess.run([PY, str(ROOT / "tools" / "build_book.py"), str(book)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return book
+
+
+def notebook_chapters(book: Path) -> list[str]:
+    """The pages of the book's table of contents that are notebooks (a MyST .md with a kernelspec,
+    or an .ipynb): the pages Jupyter Book gives a launch button. Whatever chapters exist."""
+    def files(node) -> list[str]:
+        if isinstance(node, dict):
+            return ([node["file"]] if "file" in node else []) + [f for v in node.values() for f in files(v)]
+        return [f for v in node for f in files(v)] if isinstance(node, list) else []
+
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    chapters = []
+    for name in [toc["root"], *files(toc.get("parts", [])), *files(toc.get("chapters", []))]:
+        md = book / f"{name}.md"
+        if (book / f"{name}.ipynb").exists():
+            chapters.append(name)
+        elif md.exists() and md.read_text().startswith("---"):
+            front = yaml.safe_load(md.read_text().split("---", 2)[1]) or {}
+            if "kernelspec" in front:
+                chapters.append(name)
+    return chapters
+
+
+def launch(context, hub, book: Path, chapter: str):
+    """Click ``chapter``'s launch button on the built site; return the JupyterLab page it opens."""
+    page = context.new_page()
+    page.goto((book / "_build" / "html" / f"{chapter}.html").as_uri())
+    link = page.locator("a[href*='/hub/user-redirect/git-pull']").first
+    assert link.count(), f"{chapter}.html has no JupyterHub launch button"
+    href = link.get_attribute("href")
+    assert href.startswith(hub["url"]) and "lecture4-book" in href, href
+    page.locator(".dropdown-launch-buttons button").first.click()
+    with context.expect_page(timeout=60_000) as opened:  # the button's link has target="_blank"
+        link.click()
+    page.close()
+    page = opened.value
+    page.set_default_timeout(60_000)
+    page.wait_for_url(re.compile(rf"/user/student1/lab/tree/lecture4-book/book/{chapter}"), timeout=180_000)
+    return page
+
+
+def wait_for_notebook(page, chapter: str) -> None:
+    """The chapter's tab is the current one and shows a notebook (cells, a kernel), not the editor."""
+    page.locator(".lm-TabBar-tab.lm-mod-current", has_text=chapter).first.wait_for()
+    page.locator(".jp-NotebookPanel:visible .jp-Cell").first.wait_for()
+    assert page.locator(".jp-FileEditor:visible").count() == 0, f"{chapter} opened in the text editor"
+
+
+def kernel_message(payload) -> tuple[str, dict, dict]:
+    """(channel, header, content) of one kernel websocket frame (JupyterLab 4's v1 protocol or JSON)."""
+    if isinstance(payload, str):
+        msg = json.loads(payload)
+        return msg.get("channel", ""), msg.get("header", {}), msg.get("content", {})
+    from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+    channel, parts = deserialize_msg_from_ws_v1(payload)
+    return channel, json.loads(parts[0]), json.loads(parts[3])
+
+
+def test_every_chapter_runs_from_its_launch_button(hub, chromium, launch_book):
+    """Issue 25: each notebook page of the built book, opened from its launch button in this hub,
+    lands in student1's JupyterLab as a notebook (jupytext) and runs, all cells, in student1's
+    kernel, with no error. Errors are read from the kernel's own replies to the page (every
+    execute_reply and iopub message on its websocket), not from the rendered text."""
+    import jupytext
+
+    chapters = notebook_chapters(launch_book)
+    assert "modern_transformers" in chapters and len(chapters) >= 3, chapters
+    context, first = login(chromium, hub, "student1")
+    first.close()  # each chapter gets the page its launch button opens
+    frames: list = []
+
+    def watch(page):
+        page.on("websocket", lambda ws: ws.on("framereceived", frames.append) if "/api/kernels/" in ws.url else None)
+
+    context.on("page", watch)
+    failures = []
+    try:
+        for chapter in chapters:
+            start, frames[:] = time.monotonic(), []
+            page = launch(context, hub, launch_book, chapter)
+            wait_for_notebook(page, chapter)
+            page.locator("#jp-main-statusbar").get_by_text("Python 3 (ipykernel) | Idle").first.wait_for(
+                timeout=180_000)
+            pulled = Path(pwd.getpwnam("student1").pw_dir, "lecture4-book", "book", f"{chapter}.md")
+            code_cells = sum(c.cell_type == "code" for c in jupytext.read(pulled).cells)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            deadline = time.monotonic() + 900
+            replies: list[dict] = []
+            while time.monotonic() < deadline:
+                page.wait_for_timeout(2000)
+                messages = [kernel_message(f) for f in list(frames)]
+                replies = [content for channel, header, content in messages
+                           if channel == "shell" and header.get("msg_type") == "execute_reply"]
+                if len(replies) >= code_cells or any(r.get("status") != "ok" for r in replies):
+                    break
+            page.wait_for_timeout(1000)  # the last outputs reach the page
+            messages = [kernel_message(f) for f in list(frames)]
+            errors = [f"{c.get('ename')}: {c.get('evalue')}" for channel, h, c in messages
+                      if channel == "iopub" and h.get("msg_type") == "error"]
+            errors += [f"execute_reply {r.get('status')}: {r.get('ename', '')} {r.get('evalue', '')}"
+                       for r in replies if r.get("status") != "ok"]
+            shot(page, f"launch-{chapter}")
+            print(f"[hub] {chapter}: {len(replies)}/{code_cells} cells in {time.monotonic() - start:.0f} s, "
+                  f"errors: {errors}", flush=True)
+            if errors or len(replies) != code_cells:
+                failures.append(f"{chapter}: {len(replies)} of {code_cells} code cells ran; errors: {errors}")
+            for session in api(page, hub, "student1", "GET", "sessions"):  # free student1's memory
+                api(page, hub, "student1", "DELETE", f"kernels/{session['kernel']['id']}")
+            page.close()
+            # the next launch starts from a fresh JupyterLab layout (no restored tab starting a kernel)
+            xsrf = next((c["value"] for c in context.cookies(f"{hub['url']}/user/student1/") if c["name"] == "_xsrf"), "")
+            context.request.delete(f"{hub['url']}/user/student1/lab/api/workspaces/default",
+                                   headers={"X-XSRFToken": xsrf})
+    finally:
+        context.close()
+    assert not failures, "\n".join(failures)
 
 
 def test_students_cannot_read_solutions_or_hidden_tests(hub):
