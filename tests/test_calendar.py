@@ -1,0 +1,304 @@
+"""The course calendar (autograder/calendar.py) and the late policy the grader applies
+(autograder/late.py), with controlled timestamps: pure rules, the file (validation, audit,
+lock), and the late object a grade record gets. The real ``autograde`` of a late submission
+is in tests/test_calendar_autograde.py."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from autograder import calendar as cal_mod
+from autograder import late
+from autograder.calendar import CalendarError
+
+UTC = dt.timezone.utc
+DUE = "2026-12-10T23:59:00-05:00"  # a Thursday, EST
+POLICY = cal_mod.Policy(grace_minutes=15, penalty_percent=10, per="day", zero_after_hours=72)
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def assess(submitted: str, due: str = DUE, policy=POLICY, raw=80.0, max_score=100.0, days=0):
+    return cal_mod.assess(due=at(due), submitted=at(submitted), policy=policy, raw_score=raw,
+                          max_score=max_score, late_days_left=days)
+
+
+# --- the rule, with controlled timestamps --------------------------------------------------------
+
+def test_on_time_has_no_penalty():
+    a = assess("2026-12-10T23:58:59-05:00")
+    assert (a.lateness_s, a.penalty, a.final_score) == (0.0, 0.0, 80.0)
+    assert a.rule.startswith("on time")
+
+
+def test_one_minute_late_is_inside_the_grace_period():
+    a = assess("2026-12-11T00:00:00-05:00")
+    assert a.lateness_s == 60.0 and a.penalty == 0.0 and a.final_score == 80.0
+    assert "grace" in a.rule and "1 min late" in a.rule
+    beyond = assess("2026-12-11T00:14:01-05:00")  # 15 min 1 s late: past the 15 min grace
+    assert beyond.penalty == 10.0 and beyond.final_score == 70.0
+
+
+def test_one_day_late_costs_one_started_day_and_a_second_one_starts_after_24_h():
+    a = assess("2026-12-11T23:59:00-05:00")  # exactly 24 h
+    assert a.lateness_s == 86400 and a.units == 1 and a.penalty == 10.0 and a.final_score == 70.0
+    b = assess("2026-12-12T00:00:00-05:00")  # 24 h 1 min: a second day has started
+    assert b.units == 2 and b.penalty == 20.0 and "2 started days" in b.rule
+
+
+def test_penalty_per_started_hour_is_a_fraction_of_the_maximum_score_and_never_above_the_score():
+    hourly = cal_mod.Policy(0, 5, "hour", None)
+    a = assess("2026-12-11T02:30:00-05:00", policy=hourly, raw=90, max_score=40)  # 2 h 31 min: 3 hours
+    assert a.units == 3 and a.penalty == pytest.approx(6.0) and a.final_score == pytest.approx(84.0)
+    low = assess("2026-12-11T02:30:00-05:00", policy=hourly, raw=3, max_score=40)
+    assert low.penalty == 3 and low.final_score == 0
+
+
+def test_late_with_an_extension_counts_from_the_students_own_due_date():
+    cal = cal_mod.Calendar()
+    cal_mod.set_due(cal, "hw", DUE)
+    cal_mod.grant(cal, "hw", "ann", days=2, reason="medical", granted_by="ta")
+    due, ext = cal_mod.effective_due(cal, "hw", "ann")
+    assert due == at("2026-12-12T23:59:00-05:00") and ext.reason == "medical"
+    assert cal_mod.effective_due(cal, "hw", "bob")[1] is None
+    submitted = at("2026-12-12T20:00:00-05:00")  # two days after the class's due date
+    mine = late.late_object(cal, "hw", "ann", submitted, 80.0, 100.0, 0)
+    theirs = late.late_object(cal, "hw", "bob", submitted, 80.0, 100.0, 0)
+    assert mine["penalty"] == 0 and mine["final_score"] == 80 and mine["extension"]["reason"] == "medical"
+    assert mine["due"] == "2026-12-12T23:59:00-05:00"
+    assert theirs["penalty"] == 20 and theirs["final_score"] == 60 and theirs["extension"] is None
+    late_anyway = late.late_object(cal, "hw", "ann", at("2026-12-13T23:59:00-05:00"), 80.0, 100.0, 0)
+    assert late_anyway["penalty"] == 10 and "extended: medical" in late_anyway["rule"]
+
+
+def test_late_beyond_the_cap_scores_zero():
+    a = assess("2026-12-13T23:59:01-05:00")  # 72 h 1 s > zero_after_hours 72
+    assert a.final_score == 0 and a.penalty == 80 and "0 points" in a.rule
+    edge = assess("2026-12-13T23:59:00-05:00")  # exactly 72 h: 3 started days
+    assert edge.final_score == 50
+
+
+def test_late_days_cover_whole_days_until_the_budget_is_exhausted():
+    two_days = "2026-12-12T20:00:00-05:00"  # 1 d 20 h 1 min late: needs 2 late days
+    covered = assess(two_days, days=3)
+    assert covered.late_days_used == 2 and covered.penalty == 0 and covered.final_score == 80
+    partly = assess(two_days, days=1)  # one day covered, 20 h left: one started day
+    assert partly.late_days_used == 1 and partly.penalty == 10 and "1 late day used" in partly.rule
+    exhausted = assess(two_days, days=0)
+    assert exhausted.late_days_used == 0 and exhausted.penalty == 20
+    grace = assess("2026-12-11T00:05:00-05:00", days=3)  # within grace: no late day spent
+    assert grace.late_days_used == 0 and grace.penalty == 0
+
+
+def test_late_days_are_spent_in_due_date_order_across_assignments(tmp_path):
+    from autograder import records
+
+    cal = cal_mod.Calendar({"schema": 1, "late_days": 2, "policy": dict(cal_mod.DEFAULT_POLICY),
+                            "assignments": {}, "extensions": {}})
+    cal_mod.set_due(cal, "hw-b", "2026-12-20T23:59:00-05:00")
+    cal_mod.set_due(cal, "hw-a", DUE)
+    assert cal.assignments() == ["hw-a", "hw-b"]
+    base = {"schema": 1, "graded_at": "x", "submission_sha256": "x", "source": "", "source_sha256": "",
+            "max_score": 100.0, "cells": {}, "timings": {}, "reproduce": dict.fromkeys(records.REPRODUCE_KEYS)}
+    first = late.apply_to_record(tmp_path, cal, {**base, "assignment": "hw-a", "student": "ann", "score": 90.0},
+                                 at("2026-12-12T20:00:00-05:00"), None)  # 2 late days
+    assert first["late"]["late_days_used"] == 2 and first["late"]["final_score"] == 90
+    records.write_record(records.record_path(tmp_path, "hw-a", "ann"), first)
+    second = late.apply_to_record(tmp_path, cal, {**base, "assignment": "hw-b", "student": "ann", "score": 90.0},
+                                  at("2026-12-21T12:00:00-05:00"), None)
+    assert second["late"]["late_days_used"] == 0, "the budget is exhausted by hw-a"
+    assert second["late"]["penalty"] == 10 and second["late"]["final_score"] == 80
+
+
+def test_a_due_date_across_a_daylight_saving_change():
+    # New York leaves daylight-saving time on 2026-11-01 at 02:00: that day has 25 hours
+    when, name = cal_mod.parse_datetime("2026-10-31 23:59 America/New_York")
+    assert when.utcoffset() == dt.timedelta(hours=-4) and name == "America/New_York"
+    cal = cal_mod.Calendar()
+    cal_mod.set_due(cal, "hw", "2026-10-31 23:59 America/New_York")
+    cal_mod.grant(cal, "hw", "ann", days=1, reason="travel", granted_by="ta")
+    until = cal_mod.effective_due(cal, "hw", "ann")[0]
+    assert until.isoformat() == "2026-11-01T23:59:00-05:00", "one calendar day: same wall-clock time"
+    assert (until - when).total_seconds() == 25 * 3600
+    # lateness is real time: submitted 23:59 EST the next day is 25 h late, so 2 started days
+    a = cal_mod.assess(due=when, submitted=at("2026-11-01T23:59:00-05:00"), policy=POLICY, raw_score=80,
+                       max_score=100)
+    assert a.lateness_s == 25 * 3600 and a.units == 2
+    # the same instants in the same zone object (Python subtracts those by wall clock: 24 h)
+    z = cal_mod.zone("America/New_York")
+    b = cal_mod.assess(due=when, submitted=dt.datetime(2026, 11, 1, 23, 59, tzinfo=z), policy=POLICY,
+                       raw_score=80, max_score=100)
+    assert b.lateness_s == 25 * 3600
+    with pytest.raises(CalendarError, match="happens twice"):
+        cal_mod.parse_datetime("2026-11-01 01:30 America/New_York")
+    with pytest.raises(CalendarError, match="does not exist"):
+        cal_mod.parse_datetime("2026-03-08 02:30 America/New_York")
+
+
+def test_a_student_working_in_another_time_zone(tmp_path):
+    # nbgrader writes timestamp.txt in the student's configured zone; 13:30 in Tokyo on the 11th
+    # is 23:30 in New York on the 10th: on time.
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "timestamp.txt").write_text("2026-12-11 13:30:00.000000 +0900")
+    submitted = late.timestamp_of(folder)
+    assert submitted == at("2026-12-10T23:30:00-05:00")
+    assert assess(submitted.isoformat()).final_score == 80
+    (folder / "timestamp.txt").write_text("2026-12-11 13:30:00.000000 Asia/Tokyo")
+    assert late.timestamp_of(folder) == submitted
+    # nbgrader's own parser reads an abbreviation it does not know as UTC (9 h off): refused
+    (folder / "timestamp.txt").write_text("2026-12-11 13:30:00.000000 JST")
+    with pytest.raises(CalendarError, match="abbreviation"):
+        late.timestamp_of(folder)
+    (folder / "timestamp.txt").write_text("2026-12-11 04:30:00.000000 UTC")  # nbgrader's default
+    assert late.timestamp_of(folder) == submitted
+
+
+def test_dates_without_a_time_zone_are_refused_with_what_is_expected():
+    for text in ("2026-12-10 23:59", "2026-12-10T23:59", "next friday"):
+        with pytest.raises(CalendarError, match="expected an ISO 8601"):
+            cal_mod.parse_datetime(text)
+    with pytest.raises(CalendarError, match="unknown time zone"):
+        cal_mod.parse_datetime("2026-12-10 23:59 Mars/Olympus")
+    assert cal_mod.parse_datetime("2026-12-11T04:59Z")[0] == at(DUE)
+
+
+def test_an_extension_before_the_due_date_and_one_without_a_reason_are_refused():
+    cal = cal_mod.Calendar()
+    with pytest.raises(CalendarError, match="no due date yet"):
+        cal_mod.grant(cal, "hw", "ann", days=1, reason="x")
+    cal_mod.set_due(cal, "hw", DUE)
+    with pytest.raises(CalendarError, match="ends before the due date"):
+        cal_mod.grant(cal, "hw", "ann", until="2026-12-09T12:00Z", reason="x")
+    with pytest.raises(CalendarError, match="reason"):
+        cal_mod.grant(cal, "hw", "ann", days=1, reason=" ")
+    with pytest.raises(CalendarError, match="days"):
+        cal_mod.grant(cal, "hw", "ann", days=-1, reason="x")
+    assert cal.data["extensions"] == {}
+
+
+def test_on_time_copy_counts_when_better_than_the_penalized_late_one():
+    cal = cal_mod.Calendar()
+    cal_mod.set_due(cal, "hw", DUE)
+    on_time = {"submitted": "2026-12-10T22:00:00-05:00", "score": 75.0, "cells": {"a": 75.0}}
+    two_days = at("2026-12-12T20:00:00-05:00")
+    counted = late.late_object(cal, "hw", "ann", two_days, 90.0, 100.0, 0, on_time)  # 90 - 20 = 70 < 75
+    assert counted["counted"] == "on-time" and counted["final_score"] == 75 and counted["penalty"] == 20
+    better = late.late_object(cal, "hw", "ann", two_days, 100.0, 100.0, 0, on_time)  # 100 - 20 = 80 > 75
+    assert better["counted"] == "latest" and better["final_score"] == 80
+
+
+# --- the file: validation, audit log, lock -------------------------------------------------------
+
+def _grant(root: str, student: str) -> None:
+    what: list[str] = []
+    with cal_mod.transaction(Path(root), what) as cal:
+        what.append(cal_mod.grant(cal, "hw", student, days=1, reason=f"for {student}", granted_by="test"))
+
+
+def test_concurrent_writers_lose_no_update(tmp_path):
+    what: list[str] = []
+    with cal_mod.transaction(tmp_path, what) as cal:
+        what.append(cal_mod.set_due(cal, "hw", DUE))
+    students = [f"s{i:02d}" for i in range(24)]
+    ctx = multiprocessing.get_context("fork")  # separate processes, each with its own lock fd
+    with ctx.Pool(8) as pool:
+        pool.starmap(_grant, [(str(tmp_path), s) for s in students])
+    cal = cal_mod.load(tmp_path)
+    assert sorted(cal.extensions("hw")) == students
+    lines = cal_mod.audit_lines(tmp_path)
+    assert len(lines) == 1 + len(students) and all(x["who"] for x in lines)
+    assert lines[-1]["sha256"] == cal_mod.sha256((tmp_path / "calendar.json").read_text())
+    # each line continues the one before: no write was based on a stale read
+    assert all(b["previous_sha256"] == a["sha256"] for a, b in zip(lines, lines[1:]))
+
+
+def test_without_the_lock_updates_are_lost(tmp_path, monkeypatch):
+    """The check above can fail: with the lock disabled, two interleaved transactions lose one."""
+    import contextlib
+
+    what: list[str] = []
+    with cal_mod.transaction(tmp_path, what) as cal:
+        what.append(cal_mod.set_due(cal, "hw", DUE))
+    monkeypatch.setattr(cal_mod, "_locked", lambda root, exclusive: contextlib.nullcontext())
+    monkeypatch.setattr(cal_mod, "_read", lambda root, accept_edit=False: (cal_mod.validate(
+        json.loads((root / "calendar.json").read_text())), None))
+    w1: list[str] = []
+    w2: list[str] = []
+    with cal_mod.transaction(tmp_path, w1) as c1:
+        with cal_mod.transaction(tmp_path, w2) as c2:
+            w2.append(cal_mod.grant(c2, "hw", "bob", days=1, reason="b", granted_by="t"))
+        w1.append(cal_mod.grant(c1, "hw", "ann", days=1, reason="a", granted_by="t"))
+    assert sorted(cal_mod.validate(json.loads((tmp_path / "calendar.json").read_text())).extensions("hw")) == ["ann"]
+
+
+def _state(root: Path) -> tuple[bytes, bytes]:
+    return (root / "calendar.json").read_bytes(), (root / "calendar.audit.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t[:-5], "not valid JSON"),
+    (lambda t: t.replace('"schema": 1', '"schema": 7'), "schema = 7"),
+    (lambda t: t.replace('"due": "2026-12-10T23:59:00-05:00"', '"due": "2026-12-10T23:59:00"'), "no time zone offset"),
+    (lambda t: t.replace('"per": "day"', '"per": "week"'), "per = 'week'"),
+    (lambda t: t.replace('"reason": "medical"', '"reason": ""'), "reason: expected a non-empty"),
+    (lambda t: t.replace('"until": "2026-12-12', '"until": "tomorrow'), "not an ISO 8601"),
+])
+def test_a_malformed_file_is_refused_and_nothing_changes(tmp_path, edit, message):
+    what: list[str] = []
+    with cal_mod.transaction(tmp_path, what) as cal:
+        what.append(cal_mod.set_due(cal, "hw", DUE))
+        what.append(cal_mod.grant(cal, "hw", "ann", days=2, reason="medical", granted_by="t"))
+    file = tmp_path / "calendar.json"
+    file.write_text(edit(file.read_text()))
+    before = _state(tmp_path)
+    with pytest.raises(CalendarError, match=message):
+        cal_mod.load(tmp_path)
+    with pytest.raises(CalendarError, match=message):
+        _grant(str(tmp_path), "bob")
+    assert _state(tmp_path) == before
+
+
+def test_a_hand_edit_is_refused_until_accepted_and_audited(tmp_path):
+    what: list[str] = []
+    with cal_mod.transaction(tmp_path, what) as cal:
+        what.append(cal_mod.set_due(cal, "hw", DUE))
+    file = tmp_path / "calendar.json"
+    data = json.loads(file.read_text())
+    data["assignments"]["hw"]["due"] = "2026-12-17T23:59:00-05:00"  # valid, but not through the CLI
+    file.write_text(json.dumps(data))
+    before = _state(tmp_path)
+    with pytest.raises(CalendarError, match="changed outside"):
+        cal_mod.load(tmp_path)
+    with pytest.raises(CalendarError, match="accept-edit"):
+        _grant(str(tmp_path), "bob")
+    assert _state(tmp_path) == before
+    accepted: list[str] = ["accepted a hand edit"]
+    with cal_mod.transaction(tmp_path, accepted, accept_edit=True):
+        pass
+    assert cal_mod.load(tmp_path).due("hw")[0] == at("2026-12-17T23:59:00-05:00")
+    assert cal_mod.audit_lines(tmp_path)[-1]["what"] == "accepted a hand edit"
+    file.unlink()
+    with pytest.raises(CalendarError, match="missing"):
+        cal_mod.load(tmp_path)
+
+
+def test_no_calendar_means_no_due_dates_and_no_late_object(tmp_path):
+    cal = cal_mod.load(tmp_path)
+    assert cal.assignments() == [] and cal_mod.effective_due(cal, "hw", "ann") == (None, None)
+    assert late.late_object(cal, "hw", "ann", at(DUE), 5.0, 10.0, 0) is None
+
+
+def test_the_feedback_note_states_the_penalty_and_why():
+    cal = cal_mod.Calendar()
+    cal_mod.set_due(cal, "hw", "2026-12-10 23:59 America/New_York")
+    lt = late.late_object(cal, "hw", "ann", at("2026-12-11T10:00:00-05:00"), 7.0, 7.0, 0)
+    text = late.note_text(lt, 7.0)
+    assert "Thu 2026-12-10 23:59 EST" in text and "10 h 1 min late" in text
+    assert "Late penalty: -0.7 points: 7 -> 6.3 / 7" in text
