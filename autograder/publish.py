@@ -7,10 +7,13 @@ HEAD, in a git history of its own (one commit). Nothing else: not ``solutions/``
 notebooks), ``autograder/`` (hidden suites, catalog, engine), ``tests/``, ``benchmarks/`` (its
 scripts read the solutions; the tables the book shows ship inside ``lec4``), nor the hub's state.
 
-    python -m autograder publish DEST [--author "Name <email>"]
+    python -m autograder publish DEST [--author "Name <email>"]             # a new repository
+    python -m autograder publish --update CLONE [--author "Name <email>"]   # the next commit of it
 
-One code path: ``make hub`` builds its launch repository with :func:`write_public_tree` too
-(``hub.ensure_course_repository``), committing into the repository its students already cloned.
+``--update`` takes a clone of the public repository (clean working tree) and commits HEAD's public
+files on top of its history, so the clones nbgitpuller made in students' homes pull it as a
+fast-forward (a fresh one-commit repository would share no history with them). One code path:
+``make hub`` refreshes its launch repository with :func:`refresh` too (``hub.ensure_course_repository``).
 
 Refused, with exit status 2 and nothing written: DEST inside the staff repository (a student
 clone of it would sit beside the solutions), DEST not empty, uncommitted changes in the files
@@ -120,12 +123,59 @@ def commit_tree(repo: Path, message: str, author: str = DEFAULT_AUTHOR) -> bool:
     return True
 
 
-def check_destination(source: Path, dest: Path) -> None:
+def refresh(repo: Path, source: Path = ROOT, author: str = DEFAULT_AUTHOR) -> bool:
+    """Replace the files of the git repository ``repo`` by ``source``'s public files and commit
+    them on top of its history; False when nothing changed. What ``--update`` and ``make hub`` run."""
+    for entry in repo.iterdir():
+        if entry.name != ".git":
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    commit = write_public_tree(source, repo)
+    return commit_tree(repo, f"Course repository: book, lec4 and release notebooks (from {commit[:12]})", author)
+
+
+def check_source(source: Path, author: str) -> None:
+    if not (source / ".git").exists():
+        raise PublishError(f"{source} is not a git checkout (publish takes the public files from its HEAD)")
+    if AUTHOR.match(author) is None:
+        raise PublishError(f"--author {author!r}: expected 'Name <email>', e.g. {DEFAULT_AUTHOR!r}")
+    dirty = uncommitted(source)
+    if dirty:
+        raise PublishError("uncommitted changes in files that would be published (publish takes HEAD; commit "
+                           "or stash them first):\n  " + "\n  ".join(dirty[:20]) +
+                           (f"\n  ... and {len(dirty) - 20} more" if len(dirty) > 20 else ""))
+
+
+def check_outside(source: Path, dest: Path) -> None:
     source, dest = source.resolve(), dest.resolve()
     if dest == source or source in dest.parents:
         raise PublishError(f"DEST {dest} is inside the staff repository {source}: the public repository "
                            "must live outside it (e.g. ../lecture4-public), or its files would sit beside "
                            "the solutions and in the staff's working tree")
+
+
+def update(dest: Path, source: Path = ROOT, author: str = DEFAULT_AUTHOR) -> bool:
+    """``--update``: commit ``source``'s public HEAD on top of the public repository's clone ``dest``."""
+    source, dest = Path(source).resolve(), Path(dest).absolute()
+    check_outside(source, dest)
+    if not (dest / ".git").is_dir():
+        raise PublishError(f"--update {dest}: not a git repository; expected a clone of the public course "
+                           "repository (or publish a new one without --update)")
+    check_source(source, author)
+    status = subprocess.run(["git", "-C", str(dest), "status", "--porcelain"], capture_output=True, text=True)
+    if status.returncode != 0 or status.stdout.strip():
+        raise PublishError(f"--update {dest}: its working tree has uncommitted changes (or is not readable); "
+                           f"commit or remove them first:\n{(status.stdout or status.stderr)[:1000]}")
+    staff = subprocess.run(["git", "-C", str(dest), "log", "--all", "--format=%h", "--", "solutions", "autograder",
+                            "tests"], capture_output=True, text=True).stdout.split()
+    if staff:
+        raise PublishError(f"--update {dest}: its history holds staff material (solutions/, autograder/ or tests/ "
+                           f"in {', '.join(staff[:3])}); it is not a public course repository: publish a new one")
+    return refresh(dest, source, author)
+
+
+def check_destination(source: Path, dest: Path) -> None:
+    check_outside(source, dest)
+    dest = dest.resolve()
     if dest.exists() and not dest.is_dir():
         raise PublishError(f"DEST {dest} is a file; expected a new or empty folder")
     if dest.is_dir() and any(dest.iterdir()):
@@ -137,23 +187,15 @@ def publish(dest: Path, source: Path = ROOT, author: str = DEFAULT_AUTHOR) -> st
     """Write the public course repository into ``dest`` (new or empty) with one commit; return
     the source commit. Every check runs before anything is written."""
     source, dest = Path(source).resolve(), Path(dest).absolute()
-    if not (source / ".git").exists():
-        raise PublishError(f"{source} is not a git checkout (publish takes the public files from its HEAD)")
     check_destination(source, dest)
-    if AUTHOR.match(author) is None:
-        raise PublishError(f"--author {author!r}: expected 'Name <email>', e.g. {DEFAULT_AUTHOR!r}")
-    dirty = uncommitted(source)
-    if dirty:
-        raise PublishError("uncommitted changes in files that would be published (publish takes HEAD; commit "
-                           "or stash them first):\n  " + "\n  ".join(dirty[:20]) +
-                           (f"\n  ... and {len(dirty) - 20} more" if len(dirty) > 20 else ""))
+    check_source(source, author)
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     try:
         subprocess.run(["git", "init", "--quiet", "--initial-branch", "main", str(dest)], check=True,
                        capture_output=True)
-        commit = write_public_tree(source, dest)
-        commit_tree(dest, f"Course repository: book, lec4 and release notebooks (from {commit[:12]})", author)
+        refresh(dest, source, author)
+        commit = source_commit(source)
     except BaseException:
         if created:
             shutil.rmtree(dest, ignore_errors=True)
@@ -165,19 +207,27 @@ def publish(dest: Path, source: Path = ROOT, author: str = DEFAULT_AUTHOR) -> st
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dest", metavar="DEST", help="a new or empty folder outside this repository")
+    parser.add_argument("dest", metavar="DEST", help="a new or empty folder outside this repository "
+                        "(with --update: a clone of the public repository)")
+    parser.add_argument("--update", action="store_true",
+                        help="commit on top of the public repository's clone DEST (students' clones fast-forward)")
     parser.add_argument("--author", default=DEFAULT_AUTHOR,
                         help=f"author and committer of the public commit, 'Name <email>' (default {DEFAULT_AUTHOR!r})")
     parser.add_argument("--source", default=str(ROOT), help=argparse.SUPPRESS)  # tests: a clone of this repo
 
 
 def run(args: argparse.Namespace) -> int:
+    dest = Path(args.dest).resolve()
     try:
-        commit = publish(Path(args.dest), Path(args.source), args.author)
+        if args.update:
+            changed = update(dest, Path(args.source), args.author)
+            print(f"{dest}: {'committed' if changed else 'unchanged, nothing to commit'}; "
+                  f"push it: git -C {dest} push")
+            return 0
+        commit = publish(dest, Path(args.source), args.author)
     except PublishError as err:
         print(f"publish: error: {err}", file=sys.stderr)
         return 2
-    dest = Path(args.dest).resolve()
     files = subprocess.run(["git", "-C", str(dest), "ls-files"], capture_output=True, text=True).stdout.split()
     print(f"published {len(files)} files from {commit[:12]} into {dest} (one commit on branch main).\n"
           f"Push it to the public repository and set repository.url in book/_config.yml to it:\n"

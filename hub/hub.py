@@ -279,7 +279,7 @@ def protect_staff_material() -> list[str]:
 def ensure_course_repository(repo: Path) -> None:
     """The book's launch repository (nbgitpuller pulls it into each student's home): the public
     course repository of this checkout's HEAD, written by the code of ``python -m autograder
-    publish`` (:func:`autograder.publish.write_public_tree`: book, library, release notebooks,
+    publish --update`` (:func:`autograder.publish.refresh`: book, library, release notebooks,
     student README; no solution or hidden test) in a history of its own. Set the book's
     repository.url to file://REPO to use it; nothing leaves the machine. Each start commits
     HEAD's public files anew (students' clones pull it as a fast-forward); uncommitted changes
@@ -294,12 +294,7 @@ def ensure_course_repository(repo: Path) -> None:
     if not (repo / ".git").exists():
         repo.mkdir(parents=True, exist_ok=True)
         _run("git", "init", "--quiet", "--initial-branch", "main", str(repo))
-    for entry in repo.iterdir():
-        if entry.name != ".git":
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    commit = publish.write_public_tree(ROOT, repo)
-    publish.commit_tree(repo, f"Course repository: book, lec4 and release notebooks (from {commit[:12]})",
-                        "lec4 hub <hub@localhost>")
+    publish.refresh(repo, ROOT, "lec4 hub <hub@localhost>")
     # nbgitpuller clones it as each user; git refuses a repository another user owns unless the
     # user's ~/.gitconfig trusts it (git 2.39 ignores safe.directory from the environment)
     for user in USERS:

@@ -242,3 +242,39 @@ def test_bad_author_is_refused(source, tmp_path):
     r = publish(tmp_path / "public", source, "--author", "no email here")
     assert r.returncode == 2 and "Name <email>" in r.stderr, r.stderr
     assert not (tmp_path / "public").exists()
+
+
+# ---------------------------------------------------------------- updates during the term
+def test_update_commits_on_top_so_student_clones_fast_forward(source, tmp_path):
+    public = tmp_path / "public"
+    assert publish(public, source, "--author", AUTHOR).returncode == 0
+    student = tmp_path / "student"  # what nbgitpuller made in a student's home
+    subprocess.run(["git", "clone", "--quiet", str(public), str(student)], check=True)
+    staff = tmp_path / "staff"  # the staff fix a chapter and commit
+    subprocess.run(["git", "clone", "--quiet", str(source), str(staff)], check=True)
+    (staff / "book" / "intro.md").write_text((staff / "book" / "intro.md").read_text() + "\nA correction.\n")
+    git(staff, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-am", "fix intro")
+    r = publish(public, staff, "--update", "--author", AUTHOR)
+    assert r.returncode == 0 and "committed" in r.stdout, r.stdout + r.stderr
+    assert len(git(public, "log", "--format=%H").split()) == 2
+    pull = subprocess.run(["git", "-C", str(student), "pull", "--ff-only", "--quiet"], capture_output=True, text=True)
+    assert pull.returncode == 0, pull.stderr
+    assert (student / "book" / "intro.md").read_text().endswith("A correction.\n")
+    r = publish(public, staff, "--update", "--author", AUTHOR)  # nothing new: no empty commit
+    assert r.returncode == 0 and "unchanged" in r.stdout and len(git(public, "log", "--format=%H").split()) == 2
+
+
+def test_update_refuses_a_dirty_clone_or_a_staff_repository(source, tmp_path):
+    public = tmp_path / "public"
+    assert publish(public, source).returncode == 0
+    (public / "book" / "intro.md").write_text("a student's or TA's local edit")
+    r = publish(public, source, "--update")
+    assert r.returncode == 2 and "uncommitted changes" in r.stderr, r.stderr
+    assert (public / "book" / "intro.md").read_text() == "a student's or TA's local edit"  # nothing lost
+    staff = tmp_path / "staff-clone"
+    subprocess.run(["git", "clone", "--quiet", str(source), str(staff)], check=True)
+    r = publish(staff, source, "--update")
+    assert r.returncode == 2 and "holds staff material" in r.stderr, r.stderr
+    assert (staff / "solutions").is_dir()
+    r = publish(tmp_path / "nothing-here", source, "--update")
+    assert r.returncode == 2 and "not a git repository" in r.stderr, r.stderr
