@@ -164,6 +164,8 @@ def preflight(course: Course, suite, assignment: str, student: str) -> str | Non
     if not folder.is_dir():
         return f"no submission folder {folder.relative_to(course.root)}"
     expected = folder / suite.NOTEBOOK
+    if expected.is_symlink() or (expected.exists() and not expected.is_file()):
+        return f"notebook {suite.NOTEBOOK} is not a regular file (a link or special file is never followed)"
     if not expected.exists():
         others = sorted(p.name for p in folder.glob("*.ipynb"))
         found = f"found {', '.join(others)}" if others else "no notebook at all"
@@ -187,7 +189,7 @@ def _problems(notebook: Path) -> list[str]:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error" and out.get("ename") in (
-                    "CellTimeoutError", "NotebookTimeoutError", "DeadKernelError"):
+                    "CellTimeoutError", "NotebookTimeoutError", "DeadKernelError", "ScratchLimitError"):
                 found.append(f"{out['ename']}: {out.get('evalue', '')}"[:120])
     return found
 
@@ -255,8 +257,9 @@ def grade_one(course: Course, suite, assignment: str, student: str, worker, sett
         if course.submitted(student, assignment).is_dir():
             record_zero(course, assignment, student)
             return Result(student, "failed", *_scores(course, assignment, student),
-                          time.monotonic() - start, [reason])
-        return Result(student, "failed", None, None, time.monotonic() - start, [reason])
+                          time.monotonic() - start, [reason, *_refused(course, assignment, student)])
+        return Result(student, "failed", None, None, time.monotonic() - start,
+                      [reason, *_refused(course, assignment, student)])
     digest = submission_sha256(course.submitted(student, assignment))
     done = None if settings.regrade else already_graded(course, assignment, student, digest)
     if done is not None:
@@ -285,7 +288,14 @@ def grade_one(course: Course, suite, assignment: str, student: str, worker, sett
         return Result(student, "failed", None, None, time.monotonic() - start,
                       ["the submission changed while it was graded: run autograde again"])
     return Result(student, "graded", record["score"], record["max_score"], time.monotonic() - start,
-                  _problems(course.autograded(student, assignment) / suite.NOTEBOOK))
+                  _problems(course.autograded(student, assignment) / suite.NOTEBOOK) + _refused(course, assignment, student))
+
+
+def _refused(course: Course, assignment: str, student: str) -> list[str]:
+    """The entries of this submission that collect or autograde refused (links, devices, ...)."""
+    from autograder.exchange import read_refusals
+
+    return [f"refused {line}" for line in read_refusals(course.root, assignment, student)]
 
 
 def _failed(course: Course, assignment: str, student: str, start: float, since: float, reason: str,
@@ -459,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--device", choices=("cpu", "cuda"), help="default: the device of the record")
     from autograder import calendar_cli  # due / extend / calendar / recompute-late (H21)
     calendar_cli.add_arguments(sub)
+    from autograder import serve  # H22: checks before the deadline, answered through Fetch Feedback
+    serve.add_arguments(sub.add_parser("serve", help="a long-running service grading each new submission in "
+                                       "inbound before the deadline (budgeted, round-robin, durable); answers "
+                                       "through Fetch Feedback; never the gradebook's grade"))
     export = sub.add_parser("export", help="grades CSV")
     export.add_argument("--to", default="grades.csv")
     # H23: --format canvas (autograder/lms.py) reads the grade records and a Canvas roster
@@ -504,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "collect":
         code = run_nbgrader(course, "collect", args.assignment, "--update")
         return code or keep_on_time(course, args.assignment)
+    if args.command == "serve":  # H22
+        return serve.run(args, course)
     if args.command in calendar_cli.COMMANDS:
         return calendar_cli.run(args, course)
     if args.command == "feedback":

@@ -205,15 +205,21 @@ def refused_entries(src: Path, owner_uid: int | None = None) -> list[str]:
 
 # --- where refusals are kept for the TA's summary and the student's feedback ----------------------
 
-def refusal_path(course_root: Path, assignment: str, student: str) -> Path:
-    """``autograded/.refused/ASSIGNMENT/STUDENT.txt``: staff-owned, never inside a submission
-    (so a student cannot forge or hide it) and beside the grade records."""
-    return Path(course_root) / "autograded" / REFUSED_DIR / assignment / f"{student}.txt"
+STAGES = ("collect", "autograde")  # who refused: SafeCollect (inbound -> submitted/), SafeAutograde
 
 
-def write_refusals(course_root: Path, assignment: str, student: str, lines: list[str]) -> None:
-    """Keep ``lines`` (replacing earlier ones); no lines: remove the note."""
-    path = refusal_path(course_root, assignment, student)
+def refusal_path(course_root: Path, assignment: str, student: str, stage: str = "collect") -> Path:
+    """``autograded/.refused/ASSIGNMENT/STUDENT.STAGE.txt``: staff-owned, never inside a
+    submission (so a student cannot forge or hide it) and beside the grade records."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+    return Path(course_root) / "autograded" / REFUSED_DIR / assignment / f"{student}.{stage}.txt"
+
+
+def write_refusals(course_root: Path, assignment: str, student: str, lines: list[str],
+                   stage: str = "collect") -> None:
+    """Keep ``lines`` of ``stage`` (replacing its earlier ones); no lines: remove its note."""
+    path = refusal_path(course_root, assignment, student, stage)
     if not lines:
         path.unlink(missing_ok=True)
         return
@@ -224,11 +230,74 @@ def write_refusals(course_root: Path, assignment: str, student: str, lines: list
 
 
 def read_refusals(course_root: Path, assignment: str, student: str) -> list[str]:
-    path = refusal_path(course_root, assignment, student)
-    try:
-        return [line for line in path.read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        return []
+    """Every refused entry of this submission, collect's then autograde's (no repeats)."""
+    lines: list[str] = []
+    for stage in STAGES:
+        try:
+            text = refusal_path(course_root, assignment, student, stage).read_text()
+        except FileNotFoundError:
+            continue
+        lines += [line for line in text.splitlines() if line.strip() and line not in lines]
+    return lines
+
+
+def feedback_markdown(lines: list[str]) -> str:
+    """The note at the top of the student's autograded notebook (and so of their feedback)."""
+    items = "\n".join(f"- `{line.split(': ', 1)[0]}`: {line.split(': ', 1)[1] if ': ' in line else line}"
+                      for line in lines)
+    return ("**Not graded: entries of your submission that are not regular files.** The grader copies "
+            "only regular files and folders; it never follows a link. These were left out:\n\n" + items)
+
+
+# --- nbgrader's autograde -------------------------------------------------------------------------
+
+def safe_autograde_class():
+    """nbgrader's ``Autograde`` whose copies out of ``submitted/`` carry regular files only.
+
+    nbgrader 0.9.6 copies a submission's other files into ``autograded/`` with
+    ``shutil.copy`` (following links) and reads any notebook its glob finds (a link to the
+    solutions would be graded and shown in feedback). Here: the submission is scanned
+    (:func:`refused_entries`; the lines go to :func:`write_refusals` stage "autograde"), its
+    files are copied with :func:`copy_regular_files`, and only notebooks that are regular
+    files are graded. ``python -m autograder autograde``'s workers use it; ``submitted/`` is
+    normally already clean (:class:`SafeCollect`), this is the second line.
+    """
+    from nbgrader.converters import Autograde
+    from nbgrader.converters.base import BaseConverter
+    from nbgrader.utils import is_ignored
+
+    class RegularFilesCopy(BaseConverter):
+        def init_assignment(self, assignment_id, student_id):  # BaseConverter's copy, made safe
+            source = self._format_source(assignment_id, student_id)
+            dest = self._format_dest(assignment_id, student_id)
+            patterns = list(self.coursedir.ignore) + ["*.ipynb"]
+
+            def ignore(folder, names):
+                return [n for n in names if is_ignored(os.path.join(folder, n), patterns)]
+
+            refused = refused_entries(Path(source))
+            for line in copy_regular_files(Path(source), Path(dest), None, ignore=ignore):
+                if line not in refused:
+                    refused.append(line)
+            for line in refused:
+                self.log.warning("Refused in %s's submission: %s", student_id, line)
+            write_refusals(Path(self.coursedir.root), assignment_id, student_id, refused, stage="autograde")
+
+    class SafeAutograde(Autograde, RegularFilesCopy):
+        def init_notebooks(self):
+            super().init_notebooks()
+            for folder, found in list(self.assignments.items()):
+                regular = [nb for nb in found if stat.S_ISREG(os.lstat(nb).st_mode)]
+                if regular:
+                    self.assignments[folder] = regular
+                else:
+                    del self.assignments[folder]
+            if not self.assignments:
+                from nbgrader.converters.base import NbGraderException
+                raise NbGraderException("no notebook of this submission is a regular file "
+                                        "(links are not graded)")
+
+    return SafeAutograde
 
 
 # --- nbgrader's collect -----------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from traitlets import Float, Instance, Integer, Unicode
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from autograder import diagnosis, feedback, records  # noqa: E402
+from autograder import diagnosis, exchange, feedback, records  # noqa: E402
 from autograder.notebook import submission_source  # noqa: E402
 from autograder.engine.sandbox import Limits, default_sandbox  # noqa: E402
 
@@ -90,11 +90,14 @@ class SandboxedKernelManager(AsyncKernelManager):
     workdir = Instance(Path, allow_none=True)
     cpu_seconds = Integer(900)
     device = Unicode("")
+    assignment = Unicode("")  # its public spec may set its own scratch and memory limits
+
+    def sandbox(self):
+        return default_sandbox(grading_device(self.device), self.assignment or None, cpu_seconds=self.cpu_seconds)
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
-        sandbox = default_sandbox(grading_device(self.device), cpu_seconds=self.cpu_seconds)
-        return sandbox.wrap(cmd, self.workdir)
+        return self.sandbox().wrap(cmd, self.workdir)
 
     def write_connection_file(self, **kwargs):
         super().write_connection_file(**kwargs)
@@ -127,9 +130,17 @@ class SandboxedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=KERNEL_HOME))
         source_dir = Path(resources.get("metadata", {}).get("path") or ".") if resources else Path(".")
-        for item in source_dir.iterdir() if source_dir.is_dir() else []:
-            if item.is_file() and item.suffix != ".ipynb":  # data files the notebook reads
-                shutil.copy(item, workdir / item.name)
+        info = (resources or {}).get("nbgrader", {})
+        refused = []
+        if source_dir.is_dir():  # data files the notebook reads: regular files only, links never followed
+            refused = exchange.copy_regular_files(source_dir, workdir, None, ignore=_notebooks)
+        if info.get("assignment") and info.get("student"):
+            noted = exchange.read_refusals(Path(CourseDirectory(config=self.config).root), info["assignment"],
+                                           info["student"])
+            refused = noted + [line for line in refused if line not in noted]
+        if refused:  # the student's feedback says what was left out and why
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(exchange.feedback_markdown(refused)))
+            resources.setdefault("autograder", {})["refused"] = refused
         self._deadline = time.monotonic() + self.notebook_timeout
         self._stopped = None
         self._output_bytes = 0
@@ -137,13 +148,28 @@ class SandboxedExecute(Execute):
         self.kernel_name = "python3"
         km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / "kernel"),
                                     connection_file=str(workdir / "connection.json"),
-                                    workdir=workdir, cpu_seconds=self.notebook_timeout + 60, device=self.device)
+                                    workdir=workdir, cpu_seconds=self.notebook_timeout + 60, device=self.device,
+                                    assignment=info.get("assignment", ""))
+        self._over_limit = None
+        watch = km.sandbox().watch(workdir, lambda message: self._kill_kernel(km, message))
         started = time.monotonic()
         try:
             return super().preprocess(nb, resources, km=km)
         finally:
+            watch.stop()
             shutil.rmtree(workdir, ignore_errors=True)
             self.log.info("notebook run in the sandboxed kernel: %.1f s", time.monotonic() - started)
+
+    def _kill_kernel(self, km, message: str) -> None:
+        """The scratch watch's alarm (its own thread): the kernel wrote more than its sandbox
+        allows; kill the sandbox now (the running cell then reports it, see async_execute_cell)."""
+        self._over_limit = message
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None:
+            try:
+                os.kill(process.pid, 9)  # bwrap: its PID namespace (the kernel) dies with it
+            except ProcessLookupError:
+                pass
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -171,6 +197,11 @@ class SandboxedExecute(Execute):
             await self._stop_kernel()
             return cell
         except DeadKernelError:
+            if self._over_limit:
+                self._stopped = f"the kernel was stopped in an earlier cell: the notebook {self._over_limit}"
+                cell.outputs.append(_error("ScratchLimitError", f"the kernel was stopped while running this "
+                                           f"cell: the notebook {self._over_limit}"))
+                return cell
             self._stopped = "the kernel died in an earlier cell"
             cell.outputs.append(_error("DeadKernelError", "the kernel died while running this cell "
                                        "(crash, os._exit, memory limit, ...)"))
@@ -274,12 +305,17 @@ def _suite_and_code(config, resources, nb):
     return load_suite(info["assignment"]), submission_source(source_nb, nb)
 
 
+def _notebooks(folder: str, names: list[str]) -> list[str]:
+    """What the kernel's copy leaves out: the notebooks (the kernel runs the one being graded)."""
+    return [name for name in names if name.endswith(".ipynb")]
+
+
 def _timed_grade(suite, code: str, device: str):
     """(CellGrades, seconds) of the hidden suite on ``code`` in the production sandbox."""
     from autograder.engine.grading import grade
 
     started = time.monotonic()
-    cells = grade(suite, code, device=device, sandbox=default_sandbox(device))
+    cells = grade(suite, code, device=device, sandbox=default_sandbox(device, suite.ASSIGNMENT))
     return cells, time.monotonic() - started
 
 
@@ -325,6 +361,8 @@ class TrustedVerdicts(NbGraderPreprocessor):
                         c.startswith(f"{verdict.grade_id}: ") for c in m.checks)])
         resources["autograder"]["record"] = _make_record(CourseDirectory(config=self.config), resources["nbgrader"],
                                                          suite, code, cells, device, seconds)
+        if resources["autograder"].get("refused"):  # entries left out of the submission (autograder.exchange)
+            resources["autograder"]["record"][1]["refused"] = resources["autograder"]["refused"]
         return nb, resources
 
 

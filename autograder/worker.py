@@ -53,11 +53,12 @@ def load_config(overrides: dict):
 
 
 def _autograde_class():
-    """nbgrader's Autograde, keeping the exception that failed a submission (nbgrader logs
-    it and raises a generic "see the log" error instead)."""
-    from nbgrader.converters import Autograde
+    """nbgrader's Autograde with copies of regular files only (:func:`autograder.exchange.safe_autograde_class`),
+    keeping the exception that failed a submission (nbgrader logs it and raises a generic
+    "see the log" error instead)."""
+    from autograder.exchange import safe_autograde_class
 
-    class RecordingAutograde(Autograde):
+    class RecordingAutograde(safe_autograde_class()):
         failure: BaseException | None = None
 
         def init_assignment(self, assignment_id, student_id):

@@ -28,6 +28,23 @@ from pathlib import Path
 import torch
 
 
+# What an outcome's error says when the call ran out of memory (RLIMIT_AS/RLIMIT_DATA on the host,
+# the GPU's memory): Python's MemoryError, torch's CPU allocator ("can't allocate memory ... Error
+# code 12 (Cannot allocate memory)"), CUDA's OutOfMemoryError ("CUDA out of memory").
+MEMORY_ERROR = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|out of memory", re.I)
+
+
+def exhausted_memory(error: str | None) -> bool:
+    """Whether a call's error (the text of :func:`run_call`'s outcome) is memory exhaustion."""
+    return bool(error) and bool(MEMORY_ERROR.search(error))
+
+
+def not_run_after_memory(function: str) -> str:
+    """The error of the calls of ``function`` after one of them ran out of memory: they are not
+    run (each would exhaust it again, seconds to minutes apiece; see the supervisor's rule)."""
+    return f"not run: an earlier call of {function} ran out of memory"
+
+
 CELL_MARKER = "# --- cell {grade_id} ---"  # the one definition of the cell separator of a submission's source
 CELL_MARK = re.compile("^" + re.escape(CELL_MARKER).replace(re.escape("{grade_id}"), ".*") + "$", re.M)
 
@@ -124,9 +141,17 @@ def main(job_dir: str, first: int, out_dir: str | None = None) -> None:
             cell_errors.append(_short_error(err))
     module.__dict__["__cell_errors__"] = cell_errors
     (out_path / "loaded").touch()  # the grader now times each call on its own
+    exhausted: set[str] = set()  # functions that ran out of memory in this run
     for i, call in enumerate(job["calls"]):
-        if i >= first:
-            torch.save(run_call(module.__dict__, call), out_path / f"outcome-{i}.pt")
+        if i < first:
+            continue
+        if call["function"] in exhausted:
+            outcome = {"ok": False, "error": not_run_after_memory(call["function"])}
+        else:
+            outcome = run_call(module.__dict__, call)
+            if not outcome["ok"] and exhausted_memory(outcome["error"]):
+                exhausted.add(call["function"])
+        torch.save(outcome, out_path / f"outcome-{i}.pt")
 
 
 if __name__ == "__main__":

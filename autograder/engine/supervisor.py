@@ -9,6 +9,8 @@ from outside and reads back one :class:`~autograder.checks.Outcome` per call.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +21,8 @@ from typing import Protocol
 import torch
 
 from autograder.checks import Call, Outcome
-from autograder.engine.sandbox import NOBODY
+from autograder.engine.runner import exhausted_memory, not_run_after_memory
+from autograder.engine.sandbox import NOBODY, empty_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_OUTCOME_BYTES = 256 * 2**20
@@ -58,7 +61,7 @@ class LocalLauncher:
 
     def __init__(self, env: dict[str, str] | None = None):
         self.env, self.proc = env, None
-        self.hung: set[str] = set()  # functions of this submission with a timed-out call
+        self.stopped: dict[str, str] = {}  # function -> why its calls are no longer run (see run_calls)
         self._tmp = tempfile.TemporaryDirectory(prefix="grade-")
         self.workdir = Path(self._tmp.name)
 
@@ -76,6 +79,9 @@ class LocalLauncher:
 
     def prestart(self) -> None:
         pass
+
+    def take_limit_event(self) -> str | None:
+        return None  # no sandbox, no scratch limit
 
     def poll(self) -> tuple[int, int | None] | None:
         """(exit status, peak RSS in bytes) once the run has ended, else None."""
@@ -117,7 +123,9 @@ class SandboxLauncher:
         self.home = self.workdir / "home"
         self.home.mkdir()
         self.proc, self.report, self.control, self.ready = None, None, None, False
-        self.hung: set[str] = set()  # functions of this submission with a timed-out call
+        self.stopped: dict[str, str] = {}  # function -> why its calls are no longer run (see run_calls)
+        watch = getattr(sandbox, "watch", None)  # the scratch-space limit, measured from outside
+        self.watch = watch(self.workdir, self._over_limit) if watch is not None else None
 
     def new_job(self) -> tuple[Path, Path]:
         job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
@@ -162,6 +170,30 @@ class SandboxLauncher:
         self._ensure_started()
         os.write(self.control, f"run {job} {out} {first}\n".encode())
 
+    def _over_limit(self, message: str) -> None:
+        """The watch's alarm (its own thread): kill the whole sandbox now; the run then ends
+        as killed and :meth:`take_limit_event` tells the supervisor why."""
+        proc = self.proc
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def take_limit_event(self) -> str | None:
+        """Why the sandbox was killed for writing too much (then everything the code wrote is
+        removed, so the next run starts within the limit), or None."""
+        if self.watch is None:
+            return None
+        message = self.watch.check() if self.watch.exceeded is None else self.watch.exceeded
+        if message is None:
+            return None
+        self._stop()
+        empty_folder(self.workdir)
+        self.home.mkdir()
+        self.watch.reset()
+        return message
+
     def _done(self, line: str | None) -> tuple[int, int | None] | None:
         if line is None:
             return None
@@ -199,6 +231,8 @@ class SandboxLauncher:
             self.proc = None
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         self._stop()
         self._tmp.cleanup()
 
@@ -222,8 +256,9 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
     ``timeout`` from the moment the previous one finished. A call that overruns or
     kills the process gets an error, and the calls after it run in a fresh process;
     if the code never finishes loading, every remaining call fails at once. After a call
-    has timed out, the other calls of its function are not run (:func:`_not_run_after_hang`),
-    in this and in every later ``run_calls`` on the same ``launcher``.
+    has timed out, ran out of memory, or wrote more than the sandbox's scratch limit (the
+    sandbox is then killed and what the code wrote removed), the other calls of its function
+    are not run (:func:`_not_run`), in this and in every later ``run_calls`` on the same ``launcher``.
 
     ``launcher`` (see :func:`launcher_for`) is shared by the runs of one submission; by
     default one is made for this call. ``Outcome.peak_rss_bytes`` of isolated calls is the
@@ -242,8 +277,8 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(calls)
     while True:
         for i, call in enumerate(calls):
-            if outcomes[i] is None and call.function in launcher.hung:
-                outcomes[i] = _not_run_after_hang(call)
+            if outcomes[i] is None and call.function in launcher.stopped:
+                outcomes[i] = _not_run(call, launcher.stopped[call.function])
         pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
         if not pending:
             return outcomes  # type: ignore[return-value]
@@ -259,7 +294,11 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
                 break
             outcomes[i] = _load_outcome(path)
             outcomes[i].peak_rss_bytes = peak_rss if calls[i].isolated else None
+            if not outcomes[i].ok and exhausted_memory(outcomes[i].error):
+                launcher.stopped.setdefault(calls[i].function, "ran out of memory")
             done = k + 1
+        over_limit = launcher.take_limit_event()  # (removes what the code wrote)
+        shutil.rmtree(job, ignore_errors=True)  # outcomes read: the job's files would count as scratch
         if done == len(pending):
             continue
         if overran == "load":
@@ -268,18 +307,25 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
                                       f"within {LOAD_TIMEOUT:.0f} s (infinite loop?)")
             continue
         stuck = pending[done]
-        outcomes[stuck] = Outcome(ok=False, error=(
-            f"timed out (limit {calls[stuck].timeout:.0f} s)" if overran
-            else f"the process died (exit status {status}) during this call"))
-        if overran:
-            launcher.hung.add(calls[stuck].function)
+        if over_limit:
+            outcomes[stuck] = Outcome(ok=False, error=f"stopped: this call {over_limit}")
+            launcher.stopped[calls[stuck].function] = "went over the scratch-space limit"
+        elif overran:
+            outcomes[stuck] = Outcome(ok=False, error=f"timed out (limit {calls[stuck].timeout:.0f} s)")
+            launcher.stopped[calls[stuck].function] = "timed out"
+        else:
+            outcomes[stuck] = Outcome(ok=False, error=f"the process died (exit status {status}) during this call")
 
 
-def _not_run_after_hang(call: Call) -> Outcome:
-    """The rule for the calls after a hang: once a call of a function has timed out, the other
-    calls of that function in the same submission (this batch and later ones) fail without
-    being run -- one hang per function is enough, its other calls are not waited for."""
-    return Outcome(ok=False, error=f"not run: an earlier call of {call.function} timed out")
+def _not_run(call: Call, why: str) -> Outcome:
+    """The rule for the calls after a hang, a memory exhaustion or a scratch-space overrun: once
+    a call of a function has timed out, run out of memory or written more than the sandbox
+    allows, the other calls of that function in the same submission (this batch and later
+    ones) fail without being run -- once per function is enough; each would cost the same
+    again (a memory bomb: seconds to minutes per call)."""
+    if why == "ran out of memory":
+        return Outcome(ok=False, error=not_run_after_memory(call.function))
+    return Outcome(ok=False, error=f"not run: an earlier call of {call.function} {why}")
 
 
 def _wait(launcher, out: Path, calls: list[Call], first: int) -> tuple[int, int | None, str | None]:
