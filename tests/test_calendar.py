@@ -302,3 +302,72 @@ def test_the_feedback_note_states_the_penalty_and_why():
     text = late.note_text(lt, 7.0)
     assert "Thu 2026-12-10 23:59 EST" in text and "10 h 1 min late" in text
     assert "Late penalty: -0.7 points: 7 -> 6.3 / 7" in text
+
+
+# --- collect's on-time copy and the students' own view ---------------------------------------------
+
+def _inbound(exchange: Path, student: str, stamp: str, content: str) -> Path:
+    folder = exchange / "course" / "inbound" / f"{student}+hw+{stamp}+{abs(hash(content)) % 10**6}"
+    folder.mkdir(parents=True)
+    (folder / "hw.ipynb").write_text(content)
+    (folder / "timestamp.txt").write_text(stamp)
+    return folder
+
+
+def _course_with_due(root: Path, **grant) -> None:
+    what: list[str] = []
+    with cal_mod.transaction(root, what) as cal:
+        what.append(cal_mod.set_due(cal, "hw", DUE))  # 2026-12-11 04:59 UTC, 15 min grace
+        if grant:
+            what.append(cal_mod.grant(cal, "hw", granted_by="t", **grant))
+
+
+def test_collect_keeps_the_last_on_time_submission_of_a_late_student(tmp_path):
+    root, exchange = tmp_path / "course", tmp_path / "exchange"
+    root.mkdir()
+    _course_with_due(root, student="cleo", days=3, reason="medical")
+    _inbound(exchange, "ann", "2026-12-11 01:00:00.000000 UTC", "ann first")
+    _inbound(exchange, "ann", "2026-12-11 05:10:00.000000 UTC", "ann in grace")  # last on time (grace)
+    _inbound(exchange, "ann", "2026-12-12 09:00:00.000000 UTC", "ann late")
+    _inbound(exchange, "bob", "2026-12-11 02:00:00.000000 UTC", "bob only")  # on time: nothing to keep
+    _inbound(exchange, "cleo", "2026-12-11 02:00:00.000000 UTC", "cleo early")
+    _inbound(exchange, "cleo", "2026-12-13 02:00:00.000000 UTC", "cleo within extension")
+    link = exchange / "course" / "inbound" / "dan+hw+2026-12-11 01:00:00.000000 UTC+1"
+    link.symlink_to(root)  # a link is never taken for a submission
+    _inbound(exchange, "dan", "2026-12-12 09:00:00.000000 UTC", "dan late")
+    lines = late.keep_on_time(root, exchange, "course", "hw")
+    kept = root / "ontime" / "ann" / "hw"
+    assert (kept / "hw.ipynb").read_text() == "ann in grace"
+    assert late.timestamp_of(kept).isoformat() == "2026-12-11T05:10:00+00:00"
+    assert not (root / "ontime" / "bob").exists() and not (root / "ontime" / "cleo").exists()
+    assert not (root / "ontime" / "dan").exists(), "dan's only on-time folder is a link"
+    assert len(lines) == 1 and lines[0].startswith("ann:"), lines
+    _inbound(exchange, "ann", "2026-12-13 09:00:00.000000 UTC", "ann later still")  # collect again
+    late.keep_on_time(root, exchange, "course", "hw")
+    assert (kept / "hw.ipynb").read_text() == "ann in grace"
+
+
+def test_each_student_gets_their_own_due_date_and_late_days_in_a_private_file(tmp_path):
+    root, exchange = tmp_path / "course", tmp_path / "exchange"
+    root.mkdir()
+    _course_with_due(root, student="ann", until="2026-12-12T23:59:00-05:00", reason="medical")
+    what: list[str] = []
+    with cal_mod.transaction(root, what) as cal:
+        cal.data["late_days"] = 3
+        what.append("late_days 3")
+    written = late.publish_student_calendars(root, exchange, "course", ["ann", "bob"])
+    folder = exchange / "course" / "calendar"
+    assert sorted(Path(p).name for p in written) == ["ann.json", "bob.json"]
+    assert folder.stat().st_mode & 0o777 == 0o711, "students cannot list the folder"
+    assert (folder / "ann.json").stat().st_mode & 0o077 == 0, "nobody but the owner reads it"
+    ann = json.loads((folder / "ann.json").read_text())
+    bob = json.loads((folder / "bob.json").read_text())
+    assert ann["assignments"][0]["due"] == "2026-12-12T23:59:00-05:00" and ann["assignments"][0]["extension"]
+    assert bob["assignments"][0]["due"] == "2026-12-10T23:59:00-05:00" and bob["assignments"][0]["extension"] is None
+    assert ann["late_days_left"] == 3 and "medical" not in (folder / "bob.json").read_text()
+    from lec4.homework import deadlines  # what the student runs in their notebook
+
+    shown = deadlines.text(deadlines.load("ann", exchange=str(exchange), course="course"))
+    assert "hw: due Sat 2026-12-12 23:59" in shown and "your extension: medical" in shown
+    assert "late days left for the term: 3 of 3" in shown
+    assert "Thu 2026-12-10 23:59" in deadlines.text(deadlines.load("bob", exchange=str(exchange), course="course"))
