@@ -336,14 +336,35 @@ def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM the hub (it stops the proxy and every user's server), then wait; SIGKILL if stuck."""
+    """SIGTERM the hub (it stops the proxy and every user's server), then wait; SIGKILL of its
+    process group if stuck."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
+
+
+def kill_leftovers(state: Path, grace: float = 10) -> list[str]:
+    """End whatever of this hub still runs (a user's server the hub could not stop, an orphaned
+    proxy): SIGTERM each, then SIGKILL after ``grace`` s. Returns what is still there (nothing)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for entry in leftover_processes(state):
+            try:
+                os.kill(int(entry.split()[0]), sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while leftover_processes(state) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if not leftover_processes(state):
+            break
+    return leftover_processes(state)
 
 
 def leftover_processes(state: Path = STATE) -> list[str]:
@@ -391,19 +412,23 @@ def start(port: int) -> int:
     ensure_course(where["course"])
     ensure_course_repository(where["repo"])
     url = f"http://127.0.0.1:{port}"
-    with open(where["log"], "w") as log:
-        proc = subprocess.Popen([str(VENV_BIN / "jupyterhub"), "-f", str(HUB / "jupyterhub_config.py")],
-                                cwd=where["runtime"], env=hub_environment(port, where), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    where["pid"].write_text(str(os.getpid()))
     stopping = []
+    proc = None
 
     def on_signal(signum, frame):
         stopping.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Our own handlers, whatever was inherited: a hub started as a background job (`make hub &`,
+    # a script, `make test &`) inherits SIGINT *ignored*, and Ctrl-C / kill -INT would do nothing.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     try:
+        with open(where["log"], "w") as log:
+            proc = subprocess.Popen([str(VENV_BIN / "jupyterhub"), "-f", str(HUB / "jupyterhub_config.py")],
+                                    cwd=where["runtime"], env=hub_environment(port, where), stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        where["pid"].write_text(str(os.getpid()))
         wait_until_up(url, proc, where["log"])
         print(f"\nJupyterHub for {course_id()} is up at {url}  (started in {time.monotonic() - started:.1f} s)")
         print(f"  exchange: {where['exchange']}    course folder (staff): {where['course']}")
@@ -421,12 +446,13 @@ def start(port: int) -> int:
         print("\nstopping JupyterHub, its proxy and every user's server ...", flush=True)
         return 0
     finally:
-        stop_process(proc)
+        if proc is not None:
+            stop_process(proc)
         where["pid"].unlink(missing_ok=True)
         deadline = time.monotonic() + 15
         while leftover_processes(where["state"]) and time.monotonic() < deadline:
             time.sleep(0.5)
-        left = leftover_processes(where["state"])
+        left = kill_leftovers(where["state"]) if leftover_processes(where["state"]) else []
         print("stopped; nothing left running." if not left else f"warning: still running: {left}", flush=True)
 
 

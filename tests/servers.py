@@ -6,12 +6,15 @@
 
 Both are context managers: whatever they start is stopped on exit and their folders are
 removed. A missing program or missing root is a test failure naming what to install.
+Stopping escalates (:func:`stop_process_group`): the polite signal, then SIGTERM, then SIGKILL
+of the server's whole process group, so a failing test leaves nothing running.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -60,9 +63,38 @@ def postgres_server():
         yield f"postgresql+psycopg2://grader@127.0.0.1:{port}/lec4"
     finally:
         if (data / "postmaster.pid").exists():
-            subprocess.run(prefix + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                           capture_output=True)
+            pid = int((data / "postmaster.pid").read_text().split()[0])
+            try:
+                subprocess.run(prefix + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                               capture_output=True, timeout=60)
+            finally:
+                if (data / "postmaster.pid").exists():  # pg_ctl failed or hung: the postmaster goes anyway
+                    _kill_escalating(pid)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _kill_escalating(pid: int, grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL, to ``pid`` and its process group (a server we did not start with
+    Popen, e.g. the postmaster pg_ctl daemonizes), until both are gone."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for kill, target in ((os.kill, pid), (os.killpg, pgid)):
+            if target == os.getpgrp() and kill is os.killpg:
+                continue  # never our own group
+            try:
+                kill(target, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 def slurm_missing() -> list[str]:
@@ -154,15 +186,40 @@ PartitionName=grading Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM by PID, then SIGKILL if it does not exit within 15 s."""
-    if proc.poll() is None:
-        proc.terminate()
+def stop_process_group(proc: subprocess.Popen, first: int = signal.SIGTERM, grace: float = 15) -> None:
+    """Stop a server started with ``start_new_session=True`` and everything in its process group:
+    ``first`` to the server, then SIGTERM and finally SIGKILL to the whole group, each given
+    ``grace`` s. Returns once the server is reaped and its group is empty."""
+    for sig, group in ((first, False), (signal.SIGTERM, True), (signal.SIGKILL, True)):
+        proc.poll()
+        if proc.returncode is not None and not _group_alive(proc.pid):
+            return
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()
+            if proc.returncode is not None and not _group_alive(proc.pid):
+                return
+            time.sleep(0.2)
+    proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGTERM/SIGKILL of its process group (see :func:`stop_process_group`)."""
+    stop_process_group(proc, signal.SIGTERM, 15)
 
 
 @contextmanager
@@ -194,12 +251,13 @@ def slurm_cluster():
             [_program("munged"), "--foreground", f"--key-file={key}", f"--socket={socket_path}",
              f"--pid-file={munge_dir}/munged.pid", f"--log-file={munge_dir}/munged.log",
              f"--seed-file={munge_dir}/munged.seed"], user="munge", group="munge",
-            stdout=subprocess.DEVNULL, stderr=open(base / "munged.stderr", "wb")))
+            stdout=subprocess.DEVNULL, stderr=open(base / "munged.stderr", "wb"), start_new_session=True))
         _wait_for(lambda: socket_path.exists(), 20, "munged socket", procs[-1], base=base)
         procs.append(subprocess.Popen([_program("slurmctld"), "-D", "-c", "-f", str(conf)], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True))
         procs.append(subprocess.Popen([_program("slurmd"), "-D", "-f", str(conf)], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=open(base / "munged.stderr", "wb")))
+                                      stdout=subprocess.DEVNULL, stderr=open(base / "munged.stderr", "wb"),
+                                      start_new_session=True))
         _wait_for(lambda: "idle" in slurm.run("sinfo", "-h", "-o", "%T", check=False), 60,
                   "the node to be idle in sinfo", *procs[1:], base=base)
         yield slurm
