@@ -9,9 +9,11 @@ committed file equals what the self-check measures).
 
 :func:`likely_mistakes` is the one matching rule, used by the class report
 (:mod:`autograder.report`) and by the student's feedback (:mod:`autograder.nbgrader_hooks`):
-an entry matches when the student fails exactly the entry's checks *on the grade cells the entry
-fails*, whatever else they fail elsewhere (a second mistake in another function does not hide
-the first). The description shown is the entry's one-line docstring; neither the signature's
+an entry matches when the student fails exactly the entry's checks *on the grade cells the entry's
+solution cell can affect* (its scope: the cells of the function it breaks and of the functions
+that call it, :func:`autograder.selfcheck.affected_cells`), whatever else they fail elsewhere (a
+second mistake in another function does not hide the first). Two entries that fail the same
+checks (e.g. two ways to get the scale wrong) both match: the report and the feedback name both. The description shown is the entry's one-line docstring; neither the signature's
 check names beyond what the student already sees nor any hidden input is revealed.
 
 A check is named ``"<grade_id>: <check name>"`` (:func:`check_id`), as in the grade records.
@@ -37,6 +39,7 @@ class CatalogMatch:
     description: str   # the first line of its docstring: what the mistake is
     breaks: str        # the solution cell (grade_id) it replaces
     checks: frozenset  # its signature: the check ids it fails
+    scope: frozenset   # the grade cells it can affect
 
 
 def check_id(grade_id: str, name: str) -> str:
@@ -71,7 +74,7 @@ def catalog_signatures(assignment: str) -> tuple[CatalogMatch, ...]:
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a signatures file ({err}); regenerate it with "
                          f"`python -m autograder selfcheck {assignment} --device cpu --signatures {path}`") from None
-    return tuple(CatalogMatch(name, e["description"], e["breaks"], frozenset(e["fails"]))
+    return tuple(CatalogMatch(name, e["description"], e["breaks"], frozenset(e["fails"]), frozenset(e["scope"]))
                  for name, e in sorted(entries.items()) if e["fails"])
 
 
@@ -81,15 +84,20 @@ def likely_mistakes(assignment: str, failed_checks: set[str]) -> list[CatalogMat
     failed = set(failed_checks)
     found = []
     for entry in catalog_signatures(assignment):
-        cells = {_cell(c) for c in entry.checks}
-        if {c for c in failed if _cell(c) in cells} == entry.checks:
+        if {c for c in failed if _cell(c) in entry.scope} == entry.checks:
             found.append(entry)
+    # an entry whose scope is strictly inside another match's explains less of the same failures
+    # (a wrong conv2d_backward also breaks the wiring cells: the wiring entry alone is not the cause)
+    found = [e for e in found if not any(e.scope < other.scope for other in found)]
     return sorted(found, key=lambda e: (-len(e.checks), e.name))
 
 
 def measured_signatures(assignment: str, rows, entries) -> dict:
     """The signatures file's content from a self-check's rows (:func:`autograder.selfcheck.run_selfcheck`)
     and the catalog's entries (:func:`autograder.selfcheck.load_catalog`)."""
+    from autograder.selfcheck import entry_scopes
+
+    scopes = entry_scopes(assignment, entries)
     by_name = {row.entry: row for row in rows}
     missing = [e.name for e in entries if e.name not in by_name]
     if missing:
@@ -99,7 +107,8 @@ def measured_signatures(assignment: str, rows, entries) -> dict:
         "how": f"measured by `python -m autograder selfcheck {assignment} --device cpu --signatures FILE`; "
                "do not edit by hand",
         "entries": {e.name: {"breaks": e.breaks, "description": e.doc.strip().splitlines()[0],
-                             "fails": sorted(check_id(gid, name) for gid, name, _ in by_name[e.name].failed)}
+                             "fails": sorted(check_id(gid, name) for gid, name, _ in by_name[e.name].failed),
+                             "scope": scopes[e.name]}
                     for e in entries},
     }
 

@@ -135,6 +135,17 @@ def affected_cells(suite, reference_code: str, names: set[str]) -> set[str]:
     return {gid for gid, (function, _) in suite.GRADE_CELLS.items() if reaches(function)}
 
 
+def entry_scopes(assignment: str, entries: list[Entry], course_root: Path = ROOT) -> dict[str, list[str]]:
+    """For each catalog entry, the grade cells its solution cell can affect (:func:`affected_cells`)."""
+    from autograder.notebook import read_notebook, submission_source
+    from autograder.suites import load_suite
+
+    suite = load_suite(assignment)
+    reference = read_notebook(Path(course_root) / "solutions" / assignment / suite.NOTEBOOK)
+    code, solutions = submission_source(reference), _solution_cells(reference)
+    return {e.name: sorted(affected_cells(suite, code, defined_names(solutions[e.breaks].source))) for e in entries}
+
+
 def with_cell(notebook, grade_id: str, source: str):
     """A copy of ``notebook`` whose solution cell ``grade_id`` holds ``source``."""
     import copy
