@@ -38,9 +38,21 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
 
-def publish(dest: Path, source: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "autograder", "publish", str(dest), "--source", str(source), *extra],
-                          capture_output=True, text=True, cwd=ROOT)
+def publish(dest: Path, source: Path, *extra: str, subprocess_cli: bool = False) -> subprocess.CompletedProcess:
+    """`python -m autograder publish DEST ...`: in this process (the CLI's imports take 20-50 s on a
+    loaded 2-core machine), or as the real command with ``subprocess_cli`` (the fixture does)."""
+    argv = ["publish", str(dest), "--source", str(source), *extra]
+    if subprocess_cli:
+        return subprocess.run([PY, "-m", "autograder", *argv], capture_output=True, text=True, cwd=ROOT)
+    import contextlib
+    import io
+
+    from autograder import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +66,7 @@ def source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def published(source, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("public") / "lecture4-public"
-    r = publish(dest, source, "--author", AUTHOR)
+    r = publish(dest, source, "--author", AUTHOR, subprocess_cli=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "published" in r.stdout and str(dest) in r.stdout, r.stdout
     return dest
