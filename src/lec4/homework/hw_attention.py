@@ -25,6 +25,16 @@ GRADE_CELLS = {
     "swa_hidden_memory": ("sliding_window_attention", 10),
 }
 
+# Checks before the deadline (`python -m autograder serve`, README "Checking before the deadline"):
+# per graded cell, what a student's check shows: "verdicts" (each check's pass/fail and hint) or
+# "count" (only "hidden tests: k of n passed" for the function). After the due date: the normal feedback.
+PRE_DEADLINE = {
+    "rope_visible": "verdicts", "rope_hidden": "verdicts", "rope_hidden_memory": "count",
+    "gqa_visible": "verdicts", "gqa_hidden": "count",
+    "swa_visible": "verdicts", "swa_hidden": "count", "swa_hidden_memory": "count",
+}
+PRE_DEADLINE_CHECKS_PER_DAY = 5  # checks per student per rolling 24 hours
+
 # PyTorch's (and common libraries') fused attention kernels: the task is to write attention.
 ATTENTION_KERNELS = frozenset({
     "scaled_dot_product_attention", "flex_attention", "create_block_mask", "sdpa_kernel",

@@ -25,6 +25,15 @@ GRADE_CELLS = {
     "test_train_cnn": ("cnn_logits", 5),
 }
 
+# Checks before the deadline (`python -m autograder serve`): "verdicts" or "count" per graded cell
+# (see lec4.homework.hw_attention.PRE_DEADLINE).
+PRE_DEADLINE = {
+    "test_conv2d_backward_visible": "verdicts", "test_conv2d_backward_hidden": "count",
+    "test_maxpool2d_backward_visible": "verdicts", "test_maxpool2d_backward_hidden": "count",
+    "test_wiring": "verdicts", "test_train_cnn": "count",
+}
+PRE_DEADLINE_CHECKS_PER_DAY = 5  # checks per student per rolling 24 hours
+
 # Asking autograd for the gradient is not writing the backward pass.
 NO_AUTOGRAD = frozenset({"autograd", "backward", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "enable_grad",
                          "set_grad_enabled", "requires_grad_"})
