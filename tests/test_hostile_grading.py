@@ -311,3 +311,14 @@ def test_copy_regular_files_refuses_every_kind_of_special_entry(tmp_path):
     os.symlink(src, tmp_path / "linked-src")  # the folder itself a link: nothing copied
     lines = copy_regular_files(tmp_path / "linked-src", tmp_path / "dest2")
     assert len(lines) == 1 and "itself is a symbolic link" in lines[0] and not (tmp_path / "dest2").exists()
+
+
+def test_the_readme_threat_model_states_the_limits_in_force():
+    """The README's numbers are the constants' (one source: autograder/engine/sandbox.py)."""
+    from autograder.engine.sandbox import HOST_MEMORY_BYTES, SCRATCH_BYTES, SCRATCH_FILES, SCRATCH_POLL_S
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Threat model", 1)[1].split("\n## ", 1)[0]
+    for stated in (f"**{SCRATCH_BYTES // MiB} MiB**", f"the limit is {SCRATCH_BYTES // MiB} MiB", f"**{SCRATCH_FILES}**",
+                   f"**{HOST_MEMORY_BYTES // 2**30} GiB**", f"every {SCRATCH_POLL_S:g} s"):
+        assert stated in section, f"README's threat model should state {stated!r}"
