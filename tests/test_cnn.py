@@ -221,3 +221,49 @@ def test_residual_connections_keep_the_gradient_of_the_first_layer():
     assert plain[0] / plain[-1] < 1e-6 and res[0] / res[-1] > 1e-2
     # one layer: the identity path does not depend on the kernel, so the gradients are the same
     assert cnn.layer_gradient_norms(1, False) == pytest.approx(cnn.layer_gradient_norms(1, True))
+
+
+# --------------------------------------------------------------------------- SGD and visualization helpers (H24C)
+def test_sgd_step_is_torch_sgd_without_momentum():
+    seed_everything(0)
+    a = cnn.LeNet5(kernel_size=3, input_size=16)
+    b = cnn.LeNet5(kernel_size=3, input_size=16)
+    b.load_state_dict(a.state_dict())
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    for model in (a, b):
+        cnn.SoftmaxCrossEntropy()(model(x), y).backward()
+    cnn.sgd_step(a.parameters(), 0.1)
+    torch.optim.SGD(b.parameters(), lr=0.1).step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+
+
+def test_training_with_the_lectures_sgd_learns_and_rejects_unknown_optimizers():
+    train, test = load_digits()
+    train, test = train.subset(0.25, seed=0), test.subset(0.5, seed=0)
+    seed_everything(0)
+    model = cnn.LeNet5(kernel_size=3, input_size=16)
+    result = cnn.train_classifier(model, train, test, epochs=8, batch_size=8, lr=0.2, seed=0, optimizer="sgd")
+    _, losses = result.series("train/loss")
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    assert result.test_accuracy > 0.3  # chance is 0.1
+    with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd'"):
+        cnn.train_classifier(model, train, test, optimizer="rmsprop")
+
+
+def test_top_activating_matches_a_brute_force_ranking():
+    seed_everything(0)
+    model = cnn.LeNet5(kernel_size=5)
+    x = torch.randn(12, 1, 8, 8)
+    indices, values = cnn.top_activating(model, x, "C3 relu", count=3)
+    assert indices.shape == values.shape == (16, 3)
+    with torch.no_grad():
+        for c in range(16):
+            scores = [float(model.feature_maps(x[i:i + 1])["C3 relu"][0, c].mean()) for i in range(12)]
+            order = sorted(range(12), key=lambda i: -scores[i])[:3]
+            assert [scores[i] for i in indices[c].tolist()] == pytest.approx([scores[i] for i in order], abs=1e-6)
+            assert values[c].tolist() == pytest.approx([scores[i] for i in order], abs=1e-6)
+    with pytest.raises(KeyError, match="unknown layer"):
+        cnn.top_activating(model, x, "C9")
+    with pytest.raises(ValueError, match="no channel maps"):
+        cnn.top_activating(model, x, "output")

@@ -197,3 +197,33 @@ def test_worked_examples_agree_with_torch(name):
     torch.testing.assert_close(example.compute(method="unfold"), expected)
     shown = compare_with_slide(example)
     assert shown.to_html().count("lec4-diff") == 2 * shown.n_mismatches + display.STYLE.count("lec4-diff")
+
+
+# --------------------------------------------------------------------------- SIFT's scale space (H24C)
+def test_gaussian_blur_matches_a_direct_gaussian_convolution_inside():
+    image = torch.rand(40, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    blurred = conv.gaussian_blur(image, 1.5)
+    k = conv.gaussian_kernel(11, 1.5).double()                      # radius ceil(4.5) = 5
+    direct = F.conv2d(image[None, None], k[None, None])[0, 0]
+    torch.testing.assert_close(blurred[5:-5, 5:-5], direct)
+    assert blurred.shape == image.shape
+
+
+def test_scale_space_sigmas_and_differences():
+    image = torch.rand(32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    space = conv.scale_space(image, sigma=1.6, scales=3)
+    assert len(space.sigmas) == 6 and space.sigmas[3] == pytest.approx(3.2)   # 2 sigma after `scales` steps
+    torch.testing.assert_close(space.dogs[2], conv.gaussian_blur(image, space.sigmas[3])
+                               - conv.gaussian_blur(image, space.sigmas[2]))
+
+
+@pytest.mark.parametrize("radius", [4.0, 6.0, 10.0])
+def test_dog_keypoints_find_a_disk_at_its_centre_and_scale(radius):
+    # the Laplacian of Gaussian responds most to a disk of radius r at sigma = r / sqrt(2)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    image = (((yy - 30) ** 2 + (xx - 36) ** 2) <= radius**2).double()
+    row, col, sigma, d = conv.dog_keypoints(image)[0].tolist()
+    assert (row, col) == (30.0, 36.0)
+    assert 1 / 1.3 < sigma / (radius / 2**0.5) < 1.3
+    assert d < 0                                                     # a bright blob: a minimum of the DoG
+    assert len(conv.dog_keypoints(torch.zeros(32, 32))) == 0

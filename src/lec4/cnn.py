@@ -285,14 +285,24 @@ class TrainResult:
         return [r["step"] for r in rows], [r[key] for r in rows]
 
 
+def sgd_step(parameters, lr: float) -> None:
+    """The lecture's update, in place: theta <- theta - lr * grad J(theta), for every parameter with a gradient."""
+    with torch.no_grad():
+        for p in parameters:
+            if p.grad is not None:
+                p -= lr * p.grad
+
+
 def train_classifier(model: nn.Module, train: Split, test: Split, epochs: int = 10,
                      lr: float = 3e-3, batch_size: int = 64, seed: int = 0,
-                     run_name: str | None = None, config: dict | None = None) -> TrainResult:
+                     run_name: str | None = None, config: dict | None = None,
+                     optimizer: str = "adam") -> TrainResult:
     """Minibatch training on the softmax cross-entropy, one tracked run.
 
-    The optimizer is Adam: the lecture's SGD step with a per-parameter step size (running
-    averages of the gradient and its square), which trains these small nets in far fewer
-    epochs than plain SGD at a single learning rate.
+    ``optimizer="sgd"`` is the lecture's Algorithm 1 on minibatches: forward, backward, then
+    :func:`sgd_step` with the fixed step size ``lr``. ``"adam"`` (the default) replaces the step by
+    Adam's, a per-parameter step size from running averages of the gradient and its square,
+    which trains these small nets in fewer epochs than plain SGD at a single learning rate.
 
     Logs ``train/loss`` every step and ``train/accuracy``, ``test/accuracy`` every epoch
     through :func:`lec4.tracking.start_run` (W&B offline; disabled under pytest).
@@ -302,18 +312,24 @@ def train_classifier(model: nn.Module, train: Split, test: Split, epochs: int = 
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
     gen = seed_everything(seed)
     loss_fn = SoftmaxCrossEntropy()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    adam = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else None
     run = start_run(run_name or type(model).__name__,
-                    config={"epochs": epochs, "lr": lr, "optimizer": "adam", "batch_size": batch_size,
+                    config={"epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size,
                             "seed": seed, "parameters": count_parameters(model), **(config or {})})
     start, step = time.perf_counter(), 0
     for epoch in range(epochs):
         model.train()
         for idx in torch.randperm(len(train), generator=gen).split(batch_size):
-            loss = loss_fn(model(train.x[idx]), train.y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            loss = loss_fn(model(train.x[idx]), train.y[idx])       # forward: J(theta) on the minibatch
+            model.zero_grad()
+            loss.backward()                                          # backward: grad J(theta)
+            if adam is None:
+                sgd_step(params, lr)                                 # update: theta <- theta - lr grad J
+            else:
+                adam.step()
             run.log({"train/loss": loss.item()}, step=step)
             step += 1
         train_acc = (predict(model, train.x) == train.y).float().mean().item()
@@ -402,3 +418,24 @@ def layer_gradient_norms(depth: int, residual: bool, channels: int = 8, size: in
         h = h + torch.relu(conv(h)) if residual else torch.relu(conv(h))
     h.mean().backward()
     return [conv.weight.grad.norm().item() for conv in convs]
+
+
+@torch.no_grad()
+def top_activating(model: LeNet5, x: torch.Tensor, layer: str, count: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every channel of ``layer``: the ``count`` inputs of ``x`` that make its map largest on average.
+
+    Returns (indices (C, count), mean activations (C, count)), largest first: the
+    "which inputs excite this unit" visualization (Zeiler & Fergus, 2014, show image patches).
+    """
+    model.eval()
+    maps = model.feature_maps(x)
+    if layer not in maps:
+        raise KeyError(f"unknown layer {layer!r}; the model's layers are {list(maps)}")
+    act = maps[layer]
+    if act.dim() != 4:
+        raise ValueError(f"layer {layer!r} has no channel maps (its output has shape {tuple(act.shape)})")
+    if not 1 <= count <= len(x):
+        raise ValueError(f"count must be in [1, {len(x)}], got {count}")
+    mean = act.mean(dim=(2, 3)).T                                   # (C, N)
+    values, indices = mean.topk(count, dim=1)
+    return indices, values
