@@ -196,9 +196,10 @@ def draw_gqa(h_q: int, h_kv: int, ax=None, title: str | None = None, labels: boo
         color = GROUP_COLORS[kv % len(GROUP_COLORS)]
         ax.plot([x_q[h], x_kv[kv]], [1.0, 0.0], color=color, lw=1.4, zorder=1)
         ax.add_patch(Rectangle((x_q[h] - 0.35, 0.95), 0.7, 0.35, facecolor=color, edgecolor="0.2", zorder=2))
+    width = min(0.9, 0.75 * (h_q - 1) / h_kv)                         # boxes never touch
     for i in range(h_kv):
         color = GROUP_COLORS[i % len(GROUP_COLORS)]
-        ax.add_patch(Rectangle((x_kv[i] - 0.45, -0.35), 0.9, 0.35, facecolor="white", edgecolor=color, lw=2.2,
+        ax.add_patch(Rectangle((x_kv[i] - width / 2, -0.35), width, 0.35, facecolor="white", edgecolor=color, lw=2.2,
                                zorder=2))
     if labels:
         ax.text(-0.7, 1.12, "query\nheads", ha="right", va="center", fontsize=9)
@@ -276,7 +277,7 @@ def draw_sliding_window(T: int, w: int | None, chunks: str | None = None, ax=Non
     for c, (x, y, width, height) in enumerate(outlines):
         ax.add_patch(Rectangle((x - 0.5, y - 0.5), width, height, fill=False, lw=2.0,
                                edgecolor=GROUP_COLORS[c % 5], zorder=3))
-    step = max(1, T // 8)
+    step = w // 2 if w is not None and T // (w // 2) <= 8 else max(1, T // 8)   # chunk borders on the ticks
     ax.set_xticks(range(0, T, step))
     ax.set_yticks(range(0, T, step))
     ax.set_xlabel("key position j")
@@ -325,16 +326,17 @@ def draw_rope_pairs(q, k, theta: float, positions: list[tuple[int, int]], axes=N
     if len(axes) != len(pairs):
         raise ValueError(f"{len(pairs)} position pairs need {len(pairs)} axes, got {len(axes)}")
     q0, k0 = torch.as_tensor(q, dtype=torch.float64), torch.as_tensor(k, dtype=torch.float64)
-    radius = 1.15 * float(max(q0.norm(), k0.norm()))
+    radius = 1.25 * float(max(q0.norm(), k0.norm()))
     for ax, pair in zip(axes, pairs):
         for vec, color in ((q0, "#0072B2"), (k0, "#D55E00")):
             ax.plot([0, vec[0]], [0, vec[1]], ls=":", color=color, lw=1.2)
         for vec, color, name in ((pair.q, "#0072B2", f"q at m={pair.m}"), (pair.k, "#D55E00", f"k at n={pair.n}")):
             ax.annotate("", xy=(float(vec[0]), float(vec[1])), xytext=(0, 0),
                         arrowprops=dict(arrowstyle="-|>", color=color, lw=2))
-            ax.text(0.55 * float(vec[0]), 0.55 * float(vec[1]) + (0.12 if vec[1] >= 0 else -0.12) * radius, name,
-                    color=color, fontsize=9, ha="center", va="bottom" if vec[1] >= 0 else "top")
-        ax.set_xlim(-radius, radius)
+            x, y = float(vec[0]), float(vec[1])
+            ax.text(1.08 * x, 1.08 * y, name, color=color, fontsize=9,     # beyond the tip, away from the origin
+                    ha="left" if x >= 0 else "right", va="bottom" if y >= 0 else "top")
+        ax.set_xlim(-1.6 * radius, 1.6 * radius)                             # room for the labels
         ax.set_ylim(-radius, radius)
         ax.set_aspect("equal")
         ax.axis("off")
