@@ -322,3 +322,22 @@ def test_the_readme_threat_model_states_the_limits_in_force():
     for stated in (f"**{SCRATCH_BYTES // MiB} MiB**", f"the limit is {SCRATCH_BYTES // MiB} MiB", f"**{SCRATCH_FILES}**",
                    f"**{HOST_MEMORY_BYTES // 2**30} GiB**", f"every {SCRATCH_POLL_S:g} s"):
         assert stated in section, f"README's threat model should state {stated!r}"
+
+
+def test_an_assignment_sets_its_own_limits_in_its_public_spec(monkeypatch):
+    """``SCRATCH_BYTES`` / ``HOST_MEMORY_BYTES`` in ``lec4.homework.<assignment>`` replace the
+    defaults for that assignment's sandboxes (kernel and hidden suite); others keep the defaults."""
+    import types
+
+    from autograder.engine.sandbox import HOST_MEMORY_BYTES, SCRATCH_BYTES, default_sandbox
+
+    spec = types.ModuleType("lec4.homework.hw_tiny")
+    spec.SCRATCH_BYTES, spec.HOST_MEMORY_BYTES = 32 * MiB, 2 * 2**30
+    monkeypatch.setitem(sys.modules, "lec4.homework.hw_tiny", spec)
+    cpu, gpu = default_sandbox("cpu", "hw-tiny"), default_sandbox("cuda", "hw-tiny")
+    assert cpu.limits.scratch_bytes == gpu.limits.scratch_bytes == 32 * MiB
+    assert cpu.limits.memory_bytes == cpu.limits.data_bytes == gpu.limits.data_bytes == 2 * 2**30
+    assert gpu.limits.memory_bytes is None
+    assert f"--fsize={32 * MiB}" in cpu.limits.prlimit_args() and f"--data={2 * 2**30}" in gpu.limits.prlimit_args()
+    other = default_sandbox("cpu", "hw-attention").limits  # its spec sets neither
+    assert (other.scratch_bytes, other.data_bytes) == (SCRATCH_BYTES, HOST_MEMORY_BYTES)
