@@ -417,10 +417,22 @@ def student_view(course_root: Path, cal: calendar.Calendar, student: str) -> dic
             "assignments": rows, "written_at": calendar.iso(dt.datetime.now(dt.timezone.utc))}
 
 
+def grant_read(path: Path, uid: int) -> None:
+    """Let user ``uid`` read ``path`` (mode 0600, owned by whoever runs this) with a POSIX ACL,
+    which the file's owner may set without root: owner rw, that user r, nobody else."""
+    import struct
+
+    def entry(tag: int, perm: int, who: int = 0xFFFFFFFF) -> bytes:
+        return struct.pack("<HHI", tag, perm, who)
+    acl = (struct.pack("<I", 2) + entry(0x01, 6) + entry(0x02, 4, uid) + entry(0x04, 0) + entry(0x10, 4)
+           + entry(0x20, 0))  # USER_OBJ, USER, GROUP_OBJ, MASK, OTHER (the kernel's xattr layout)
+    os.setxattr(path, "system.posix_acl_access", acl)
+
+
 def publish_student_calendars(course_root: Path, exchange: Path, course_id: str, students: list[str]) -> list[str]:
-    """Write ``EXCHANGE/COURSE/calendar/STUDENT.json`` per student: mode 0400 owned by that
-    student when they are a user here and this runs as root (else 0600 for whoever runs it);
-    the folder is 0711 (students cannot list it). Returns what was written."""
+    """Write ``EXCHANGE/COURSE/calendar/STUDENT.json`` per student: mode 0600 for whoever runs
+    this (a TA, root) plus a POSIX ACL letting that student (when a user here) read it; the
+    folder is 0711 (students cannot list it). Returns what was written."""
     from autograder.exchange import _uid_of
 
     cal = calendar.load(course_root)
@@ -436,10 +448,10 @@ def publish_student_calendars(course_root: Path, exchange: Path, course_id: str,
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(tmp, 0o600)
         uid = _uid_of(student)
-        if uid is not None and os.geteuid() == 0:
-            os.chown(tmp, uid, -1)
-            os.chmod(tmp, 0o400)
+        if uid is not None:
+            grant_read(tmp, uid)
         os.replace(tmp, path)
         written.append(str(path))
     return written

@@ -7,6 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -347,7 +350,7 @@ def test_collect_keeps_the_last_on_time_submission_of_a_late_student(tmp_path):
     assert (kept / "hw.ipynb").read_text() == "ann in grace"
 
 
-def test_each_student_gets_their_own_due_date_and_late_days_in_a_private_file(tmp_path):
+def test_each_student_gets_their_own_due_date_and_late_days_in_a_private_file(tmp_path, request):
     root, exchange = tmp_path / "course", tmp_path / "exchange"
     root.mkdir()
     _course_with_due(root, student="ann", until="2026-12-12T23:59:00-05:00", reason="medical")
@@ -360,6 +363,21 @@ def test_each_student_gets_their_own_due_date_and_late_days_in_a_private_file(tm
     assert sorted(Path(p).name for p in written) == ["ann.json", "bob.json"]
     assert folder.stat().st_mode & 0o777 == 0o711, "students cannot list the folder"
     assert (folder / "ann.json").stat().st_mode & 0o077 == 0, "nobody but the owner reads it"
+    # a student who is a user here reads their own file (a POSIX ACL), and not another's
+    import tempfile
+
+    exchange = Path(tempfile.mkdtemp(prefix="h21-exchange-"))  # /tmp/pytest-of-root is 0700
+    os.chmod(exchange, 0o755)
+    request.addfinalizer(lambda: shutil.rmtree(exchange, ignore_errors=True))
+    folder = exchange / "course" / "calendar"
+    late.publish_student_calendars(root, exchange, "course", ["ann", "bob", "nobody"])
+    as_nobody = ["runuser", "-u", "nobody", "--", "cat"]
+    mine = subprocess.run(as_nobody + [str(folder / "nobody.json")], capture_output=True, text=True)
+    assert mine.returncode == 0 and json.loads(mine.stdout)["student"] == "nobody", mine.stderr
+    other = subprocess.run(as_nobody + [str(folder / "ann.json")], capture_output=True, text=True)
+    assert other.returncode != 0 and "Permission denied" in other.stderr, other
+    listing = subprocess.run(["runuser", "-u", "nobody", "--", "ls", str(folder)], capture_output=True, text=True)
+    assert listing.returncode != 0, listing.stdout
     ann = json.loads((folder / "ann.json").read_text())
     bob = json.loads((folder / "bob.json").read_text())
     assert ann["assignments"][0]["due"] == "2026-12-12T23:59:00-05:00" and ann["assignments"][0]["extension"]
