@@ -77,7 +77,7 @@ def read_roster(path: Path, match: str) -> tuple[list[dict], dict[str, dict]]:
     rows = []
     for row in reader:
         row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-        if row.get("Student", "").strip().lower() in (POINTS_POSSIBLE.lower(), "test student"):
+        if row.get("Student", "").strip().lower() in (POINTS_POSSIBLE.lower(), "test student", "student, test"):
             continue  # the export's Points Possible row and Canvas's "Test Student"
         rows.append(row)
     by_id: dict[str, dict] = {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import html
 import io
 import itertools
@@ -141,12 +142,18 @@ def compare(a: Submission, b: Submission) -> tuple[float, dict[str, float]]:
     return (round(float(shared / total), 3) if total else 0.0), per
 
 
-def analyse(assignment: str, sources: dict[str, str], course_root: Path = ROOT, threshold: float = THRESHOLD) -> dict:
-    """Every pair's score for {student: graded source}; the flagged pairs, best first (JSON data)."""
-    text, given, functions, starters = boilerplate_code(assignment, course_root)
+@functools.lru_cache(maxsize=8)
+def _boilerplate(assignment: str, course_root: Path):
+    """(boilerplate fingerprints, given names, graded functions, starters): computed once per process."""
     import numpy as np
 
-    boilerplate = np.array(sorted(fingerprint(text).hashes), dtype=np.int64)
+    text, given, functions, starters = boilerplate_code(assignment, course_root)
+    return np.array(sorted(fingerprint(text).hashes), dtype=np.int64), given, functions, starters
+
+
+def analyse(assignment: str, sources: dict[str, str], course_root: Path = ROOT, threshold: float = THRESHOLD) -> dict:
+    """Every pair's score for {student: graded source}; the flagged pairs, best first (JSON data)."""
+    boilerplate, given, functions, starters = _boilerplate(assignment, Path(course_root))
     subs = []
     for student, source in sorted(sources.items()):
         sub = Submission(student, graded_parts(source, functions, given))
