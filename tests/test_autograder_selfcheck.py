@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from autograder import selfcheck  # noqa: E402
 from autograder.notebook import read_notebook, submission_source  # noqa: E402
 from autograder.suites import load_suite  # noqa: E402
+import selfcheck_rows  # noqa: E402
 
 ASSIGNMENTS = ("hw-attention", "hw-conv")
 # (assignment, kind of check, catalog entry, pattern of the failed check's name or hint): each kind
@@ -50,12 +51,19 @@ HW_CONV_CELLS_USING = {
     "wiring": {"test_wiring", "test_train_cnn"},
 }
 _ROWS: dict[str, list] = {}  # per worker process: each assignment's self-check runs once
+_SHARED: list[Path] = []     # the run's common temp folder (tests/selfcheck_rows.py: graded once per run)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_selfcheck(tmp_path_factory):
+    _SHARED[:] = [selfcheck_rows.shared_folder(tmp_path_factory)]
 
 
 def rows_of(assignment: str) -> dict[str, selfcheck.Row]:
-    """The full self-check of ``assignment`` on the CPU, two submissions at a time."""
+    """The full self-check of ``assignment`` on the CPU, two submissions at a time (shared with
+    tests/test_report.py through tests/selfcheck_rows.py, so it runs once per test run)."""
     if assignment not in _ROWS:
-        _ROWS[assignment] = selfcheck.run_selfcheck(assignment, "cpu", workers=2)
+        _ROWS[assignment] = selfcheck_rows.rows(assignment, _SHARED[0])
     return {row.entry: row for row in _ROWS[assignment]}
 
 
