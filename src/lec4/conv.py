@@ -343,13 +343,16 @@ def scale_space(image: torch.Tensor, sigma: float = 1.6, scales: int = 3) -> Sca
 
 
 def dog_keypoints(image: torch.Tensor, sigma: float = 1.6, scales: int = 3, octaves: int = 3,
-                  threshold: float = 0.02) -> torch.Tensor:
+                  threshold: float = 0.02, edge_ratio: float = 10.0, border: int = 5) -> torch.Tensor:
     """SIFT's keypoint detector: extrema of the difference of Gaussians over space *and* scale.
 
     A sample is kept if it is the largest or the smallest of its 3x3x3 neighbourhood (8 neighbours
     in its own DoG image, 9 in the one above, 9 below) and ``|D| > threshold``. After each octave
     the image blurred with 2 sigma is downsampled by 2 and the search repeats (Lowe's Figure 1).
-    Lowe's sub-pixel refinement, edge rejection, orientations and descriptors are left out.
+    As in Lowe's Section 4.1, extrema along an edge are rejected: the 2x2 Hessian H of D must have
+    tr(H)^2 / det(H) < (r + 1)^2 / r with r = ``edge_ratio``. Samples within ``border`` pixels of
+    the (octave's) image edge are skipped. Lowe's sub-pixel refinement, orientations and
+    descriptors are left out.
 
     Returns (N, 4): row, column (in ``image``'s pixels), sigma (in ``image``'s pixels) and D,
     strongest |D| first.
@@ -366,8 +369,18 @@ def dog_keypoints(image: torch.Tensor, sigma: float = 1.6, scales: int = 3, octa
         is_min = d == -F.max_pool3d(-d, 3, stride=1, padding=1)
         keep = (is_max | is_min) & (d.abs() > threshold)
         keep[:, [0, -1]] = False                                    # need a scale above and below
-        keep[..., [0, -1], :] = False
-        keep[..., :, [0, -1]] = False
+        keep[..., :border, :] = False
+        keep[..., -border:, :] = False
+        keep[..., :, :border] = False
+        keep[..., :, -border:] = False
+        # edge rejection from the Hessian of D (central differences)
+        dd = space.dogs
+        dxx = torch.zeros_like(dd); dyy = torch.zeros_like(dd); dxy = torch.zeros_like(dd)
+        dxx[:, :, 1:-1] = dd[:, :, 2:] + dd[:, :, :-2] - 2 * dd[:, :, 1:-1]
+        dyy[:, 1:-1, :] = dd[:, 2:, :] + dd[:, :-2, :] - 2 * dd[:, 1:-1, :]
+        dxy[:, 1:-1, 1:-1] = (dd[:, 2:, 2:] - dd[:, 2:, :-2] - dd[:, :-2, 2:] + dd[:, :-2, :-2]) / 4
+        trace, det = dxx + dyy, dxx * dyy - dxy**2
+        keep &= ((det > 0) & (trace**2 * edge_ratio < (edge_ratio + 1) ** 2 * det))[None]
         _, level, rows, cols = keep.nonzero(as_tuple=True)
         step = 2 ** octave
         found.append(torch.stack([rows.double() * step, cols.double() * step,
