@@ -525,7 +525,7 @@ def test_every_chapter_runs_from_its_launch_button(hub, chromium, launch_book):
             code_cells = sum(c.cell_type == "code" and bool(c.source.strip()) for c in jupytext.read(pulled).cells)
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            deadline = time.monotonic() + 900
+            deadline = time.monotonic() + 1800  # modern_transformers: 725 s in a clean build at load 15
             replies: list[dict] = []
             while time.monotonic() < deadline:
                 page.wait_for_timeout(2000)
@@ -737,3 +737,186 @@ def test_hub_student_links_to_solutions_reach_nothing(hub, tmp_path):
     finally:
         shutil.rmtree(draft, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)  # the crafted folder (newest of all) must not outlive the test
+
+
+# ---------------------------------------------------------------- H22: checks before the deadline (autograder/serve.py)
+H22_TIMES: list[float] = []
+
+
+def _rope_source(wrong: bool) -> str:
+    """apply_rope as a student writes it: right, or the catalog's "ignores base" mistake (fails hidden checks)."""
+    if not wrong:
+        return solution_source("apply_rope")
+    text = (ROOT / "autograder" / "catalog" / "hw_attention" / "rope_base_ignored.py").read_text()
+    return text[text.index("def apply_rope"):]
+
+
+def test_checks_before_the_deadline_through_fetch_feedback(hub, chromium):
+    """The hub's managed service `python -m autograder serve`: student1 submits a wrong apply_rope
+    (Assignments panel), presses Fetch Feedback and reads which hidden checks failed; fixes it,
+    resubmits, sees the change; a submission over the budget gets the message at once; after the
+    due date (the TA moves it) the checks are closed."""
+    course, exchange = hub["course"], hub["exchange"]
+    cli = [PY, "-m", "autograder", "--course-root", str(course), "--exchange", str(exchange)]
+    if not (exchange / course_hub.course_id() / "outbound" / ASSIGNMENT / NOTEBOOK).exists():  # run alone
+        r = as_user(hub, "instructor", *cli, "release", ASSIGNMENT)
+        assert r.returncode == 0, r.stdout + r.stderr
+    home = Path(pwd.getpwnam("student1").pw_dir)
+    cache = home / ".local" / "share" / "jupyter" / "nbgrader_cache" / course_hub.course_id()
+    feedback = home / ASSIGNMENT / "feedback"
+    context, page = login(chromium, hub, "student1")
+    try:
+        panel = open_assignments(page)
+        if not (home / ASSIGNMENT / NOTEBOOK).exists():
+            panel.get_by_role("button", name="Fetch", exact=True).click()
+            panel.locator("#fetched_assignments_list").get_by_text(ASSIGNMENT).first.wait_for()
+
+        def write(source: str) -> None:
+            model = api(page, hub, "student1", "GET", f"contents/{ASSIGNMENT}/{NOTEBOOK}")
+            cell = next(c for c in model["content"]["cells"]
+                        if c["metadata"].get("nbgrader", {}).get("grade_id") == "apply_rope")
+            cell["source"] = source
+            api(page, hub, "student1", "PUT", f"contents/{ASSIGNMENT}/{NOTEBOOK}",
+                {"type": "notebook", "format": "json", "content": model["content"]})
+
+        def submit_now() -> str:
+            """Submit in the panel; the new submission's timestamp (from student1's nbgrader cache)."""
+            before = set(cache.glob(f"student1+{ASSIGNMENT}+*"))
+            panel = open_assignments(page)
+            panel.get_by_role("button", name="Submit", exact=True).first.click()
+            deadline = time.monotonic() + 120
+            while not set(cache.glob(f"student1+{ASSIGNMENT}+*")) - before:
+                assert time.monotonic() < deadline, "the Submit button made no submission"
+                time.sleep(0.5)
+            return (set(cache.glob(f"student1+{ASSIGNMENT}+*")) - before).pop().name.split("+")[2]
+
+        def answer(stamp: str, timeout: float = 900) -> str:
+            """Press Fetch Feedback until the answer to the submission ``stamp`` is there; its text as shown."""
+            start = time.monotonic()
+            while not (feedback / stamp / f"{ASSIGNMENT}.html").exists():
+                assert time.monotonic() - start < timeout, f"no answer to {stamp} within {timeout:.0f} s"
+                panel = open_assignments(page)
+                panel.get_by_role("button", name="Fetch Feedback").first.click()
+                time.sleep(5)
+            H22_TIMES.append(round(time.monotonic() - start, 1))
+            view = context.new_page()
+            view.goto(f"{hub['url']}/user/student1/files/{ASSIGNMENT}/feedback/{stamp}/{ASSIGNMENT}.html",
+                      wait_until="networkidle")
+            text = view.inner_text("body")
+            shot(view, f"h22-check-{stamp.replace(' ', '_').replace(':', '-')}")
+            view.close()
+            return text
+
+        write(_rope_source(wrong=True))
+        first = answer(submit_now())
+        assert "not your grade" in first, first
+        rope = first.split("apply_rope", 1)[1].split("gqa_attention", 1)[0]
+        assert [line for line in rope.splitlines() if line.startswith("FAIL ")], first  # rope_hidden: verdicts
+        hidden = (ROOT / "autograder" / "suites" / "hw_attention.py").read_text()
+        assert not [l.strip() for l in hidden.splitlines() if len(l.strip()) > 30 and l.strip() in first]
+        write(_rope_source(wrong=False))
+        second = answer(submit_now())
+        rope = second.split("apply_rope", 1)[1].split("gqa_attention", 1)[0]
+        assert "FAIL" not in rope and "PASS" in rope, second  # the change shows
+        left = int(re.search(r"in the last 24 hours: (\d+) of (\d+)", second).group(1))
+        stamps = [submit_now() for _ in range(left + 1)]  # the budget's rest, then one more
+        over = answer(stamps[-1], timeout=120)  # answered at once, not after the queued ones
+        assert "Not checked: you have used all" in over and "Your next check is available at" in over, over
+        # after the due date (the TA moves it into the past): no more checks
+        r = as_user(hub, "ta", *cli, "due", ASSIGNMENT, "2020-01-01T00:00Z")
+        assert r.returncode == 0, r.stdout + r.stderr
+        closed = answer(submit_now(), timeout=120)
+        assert "Checks before the deadline are closed" in closed and "Nothing was run" in closed, closed
+    finally:
+        as_user(hub, "ta", *cli, "due", ASSIGNMENT, "2099-01-01T00:00Z")  # later tests see an open assignment
+        context.close()
+    print(f"[hub] H22 seconds from Submit to the answer fetched: {H22_TIMES}", flush=True)
+
+
+# ---------------------------------------------------------------- H21: due dates, extensions, late penalty
+def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, chromium):
+    """hw-conv (the loop above uses hw-attention): the TA sets a due date 26 h in the past and the
+    term's late days; student1 sees their own due date in a notebook of their server; their
+    (late) submission is graded with the penalty, which their feedback states; the TA's
+    ``calendar`` table shows the same numbers as the grade record and the gradebook."""
+    import datetime as dt
+
+    from nbgrader.api import Gradebook
+
+    assignment, notebook = "hw-conv", "hw-conv.ipynb"
+    course, exchange = hub["course"], hub["exchange"]
+    cli = [PY, "-m", "autograder", "--course-root", str(course), "--exchange", str(exchange)]
+    nbgrader = [PY, "-m", "nbgrader"]
+    r = as_user(hub, "instructor", *cli, "release", assignment)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = as_user(hub, "ta", *nbgrader, "db", "student", "add", "student1", f"--CourseDirectory.root={course}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    due = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=26)).replace(microsecond=0)
+    try:
+        r = as_user(hub, "ta", *cli, "due", assignment, due.isoformat(), "--penalty-percent", "10", "--per", "day")
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = as_user(hub, "ta", *cli, "calendar", "--late-days", "0")
+        assert r.returncode == 0 and "wrote" in r.stdout, r.stdout + r.stderr
+        r = as_user(hub, "student2", "cat", str(exchange / course_hub.course_id() / "calendar" / "student1.json"))
+        assert r.returncode != 0, "student2 read student1's calendar"
+
+        # student1 fetches, does conv2d_backward, submits (26 h after the due date: 2 started days)
+        r = as_user(hub, "student1", *nbgrader, "fetch_assignment", assignment)
+        assert r.returncode == 0, r.stdout + r.stderr
+        home = Path(pwd.getpwnam("student1").pw_dir)
+        nb = nbformat.read(home / assignment / notebook, as_version=4)
+        source = nbformat.read(ROOT / "solutions" / assignment / notebook, as_version=4)
+        answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+                   if c.metadata.get("nbgrader", {}).get("solution")}
+        first = next(iter(answers))
+        for cell in nb.cells:
+            if cell.metadata.get("nbgrader", {}).get("grade_id") == first:
+                cell.source = "\n".join(l for l in answers[first].splitlines() if "### " not in l)
+        nbformat.write(nb, home / assignment / notebook)
+        r = as_user(hub, "student1", *nbgrader, "submit", assignment)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+        # in the browser: student1's own due date, in a notebook of their server
+        context, page = login(chromium, hub, "student1")
+        probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+            "from lec4.homework import deadlines\ndeadlines.show('hw-conv')")])
+        probe.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        api(page, hub, "student1", "PUT", "contents/deadlines.ipynb",
+            {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(probe))})
+        run_notebook(page, "deadlines.ipynb")
+        out = page.locator(".jp-OutputArea-output").first
+        out.wait_for()
+        shown = out.inner_text()
+        shot(page, "h21-student1-due-date")
+        assert f"hw-conv: due {due:%a %Y-%m-%d %H:%M}" in shown and "10% of the maximum score per started day" in shown, shown
+        assert "late days left for the term: 0 of 0" in shown, shown
+
+        # the TA grades; student1 reads the penalty in the feedback
+        for args in (["collect", assignment], ["autograde", assignment, "--student", "student1"],
+                     ["feedback", assignment], ["release-feedback", assignment]):
+            r = as_user(hub, "ta", *cli, *args)
+            assert r.returncode == 0, f"{args}: {r.stdout[-3000:]}{r.stderr[-3000:]}"
+        record = json.loads((course / "autograded" / ".records" / assignment / "student1.json").read_text())
+        late = record["late"]
+        assert late["penalty"] > 0 and "2 started days" in late["rule"], late
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_hub.course_id()) as gb:
+            sub = gb.find_submission(assignment, "student1")
+            assert sub.score - sub.late_submission_penalty == pytest.approx(late["final_score"])
+        r = as_user(hub, "student1", *nbgrader, "fetch_feedback", assignment)
+        assert r.returncode == 0, r.stdout + r.stderr
+        html_file = next((home / assignment / "feedback").glob(f"*/{notebook.replace('.ipynb', '.html')}"))
+        view = context.new_page()
+        view.goto(f"{hub['url']}/user/student1/files/{html_file.relative_to(home)}", wait_until="networkidle")
+        text = view.inner_text("body")
+        shot(view, "h21-student1-feedback-penalty")
+        assert f"Late penalty: -{late['penalty']:g} points" in text and f"{late['final_score']:g} / " in text, text[:3000]
+        assert "2 started days" in text, text[:3000]
+        view.close()
+        context.close()
+
+        r = as_user(hub, "ta", *cli, "calendar", assignment)
+        assert r.returncode == 0, r.stdout + r.stderr
+        row = next(l for l in r.stdout.splitlines() if l.strip().startswith("student1"))
+        assert f"{late['penalty']:g}" in row and f"{late['final_score']:g}/{record['max_score']:g} (latest)" in row, r.stdout
+    finally:  # later tests see hw-conv without a due date in the past
+        as_user(hub, "ta", *cli, "due", assignment, "2099-01-01T00:00Z")
