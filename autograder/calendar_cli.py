@@ -78,7 +78,7 @@ def run(args, course) -> int:
     command = args.command
     problem = _check_assignment(course, command, getattr(args, "assignment", None))
     if problem:
-        return _fail(command, problem)
+        return _fail(command, f"{problem}; nothing was changed")
     try:
         if command == "due":
             return _due(args, course)

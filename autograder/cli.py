@@ -340,6 +340,12 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
         print(f"autograde: assignment {assignment!r} is not in the gradebook {course.db_url}; "
               f"run `python -m autograder generate {assignment}` first", file=sys.stderr)
         return 2
+    from autograder import calendar  # the late policy needs a valid, audited calendar: say so once, grade nothing
+    try:
+        calendar.load(course.root)
+    except calendar.CalendarError as err:
+        print(f"autograde: {err}", file=sys.stderr)
+        return 2
     if students is None:
         base = course.root / "submitted"
         students = sorted(p.parent.name for p in base.glob(f"*/{assignment}") if p.is_dir())

@@ -19,7 +19,8 @@ The rules are :mod:`autograder.calendar`'s (pure). This module applies them:
 
 The ``late`` object (a grade record's key; null when the assignment has no due date)::
 
-    {"due": ISO, "extension": {"until", "reason", "granted_by"} | null, "submitted": ISO,
+    {"due": ISO, "timezone": IANA name | null (the due date's, for showing it),
+     "extension": {"until", "reason", "granted_by"} | null, "submitted": ISO,
      "lateness_s": float, "late_days_used": int, "penalty": float (points), "rule": str,
      "raw_score": float, "final_score": float, "counted": "latest" | "on-time",
      "on_time": {"submitted": ISO, "score": float, "cells": {grade_id: points}} | null}
@@ -74,14 +75,15 @@ def late_object(cal: calendar.Calendar, assignment: str, student: str, submitted
         return None
     zone = cal.due(assignment)[1]
     if submitted is None:  # no timestamp.txt (a submission put in submitted/ by hand): taken as on time
-        return {"due": calendar.iso(due), "extension": _ext(ext), "submitted": None, "lateness_s": 0.0,
+        return {"due": calendar.iso(due), "timezone": zone, "extension": _ext(ext), "submitted": None,
+                "lateness_s": 0.0,
                 "late_days_used": 0, "penalty": 0.0,
                 "rule": "no exchange timestamp (timestamp.txt) with this submission: no late penalty applied",
                 "raw_score": raw_score, "final_score": raw_score, "counted": "latest", "on_time": on_time}
     label = calendar.shown(due, zone) + (f", extended: {ext.reason}" if ext else "")
     a = calendar.assess(due=due, submitted=submitted, policy=cal.policy(assignment), raw_score=raw_score,
                         max_score=max_score, late_days_left=late_days_left, due_label=label)
-    late = {"due": calendar.iso(due), "extension": _ext(ext), "submitted": calendar.iso(submitted),
+    late = {"due": calendar.iso(due), "timezone": zone, "extension": _ext(ext), "submitted": calendar.iso(submitted),
             "lateness_s": round(a.lateness_s, 3), "late_days_used": a.late_days_used, "penalty": a.penalty,
             "rule": a.rule, "raw_score": raw_score, "final_score": a.final_score, "counted": "latest",
             "on_time": on_time}
@@ -114,10 +116,11 @@ def note_text(late: dict | None, max_score: float) -> str | None:
         return None
     lines = ["### Due date and late policy", ""]
     due = dt.datetime.fromisoformat(late["due"])
-    lines.append(f"- Your due date: **{calendar.shown(due)}**" +
+    zone = late.get("timezone")
+    lines.append(f"- Your due date: **{calendar.shown(due, zone)}**" +
                  (f" (extension granted: {late['extension']['reason']})" if late.get("extension") else ""))
     if late.get("submitted"):
-        lines.append(f"- Submitted: {calendar.shown(dt.datetime.fromisoformat(late['submitted']))}")
+        lines.append(f"- Submitted: {calendar.shown(dt.datetime.fromisoformat(late['submitted']), zone)}")
     lines.append(f"- Rule applied: {late['rule']}")
     if late["counted"] == "on-time":
         lines.append(f"- **Your on-time submission counts: {late['final_score']:g} / {max_score:g}** "
