@@ -350,7 +350,8 @@ def test_solutions_are_hidden_until_clicked(chapter):
         assert "toggle" in (solution.get_attribute("class") or ""), \
             f"{chapter.where}: solution {title!r} is not collapsible (give it `:class: dropdown`)"
         assert not body.is_visible(), f"{chapter.where}: solution {title!r} is shown before the reader asks"
-        solution.locator(":scope > .admonition-title").first.click()
+        # the reader's click on the title's toggle button (the title itself also links to the exercise)
+        solution.locator(":scope > .admonition-title .toggle-button").first.click()
         body.wait_for(state="visible", timeout=5000)
         assert body.is_visible(), f"{chapter.where}: solution {title!r} did not open on click"
 

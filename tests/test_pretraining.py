@@ -117,3 +117,23 @@ def test_bad_inputs_raise_clear_errors(digits):
         run_recipe("magic", train, test)
     with pytest.raises(ValueError, match="hidden"):
         MLP(64, ())
+
+
+def test_gradient_scale_by_layer_matches_autograd_and_shrinks_downwards(digits):
+    from lec4 import seed_everything
+    from lec4.pretraining import gradient_scale_by_layer
+
+    train, _ = digits
+    seed_everything(0)
+    model = MLP(64, (128, 64, 32))
+    x, y = train.x[:128], train.y[:128]
+    scales = gradient_scale_by_layer(model, x, y)
+    assert [n for n, _ in scales] == ["hidden layer 1", "hidden layer 2", "hidden layer 3", "output layer"]
+    torch.nn.functional.cross_entropy(model(x), y).backward()  # the reference: plain .backward()
+    expected = [layer.weight.grad.abs().mean().item() for layer in [*model.hidden, model.head]]
+    assert [g for _, g in scales] == pytest.approx(expected, rel=1e-5)
+    # a deep sigmoid network at a random start: the gradient shrinks layer by layer towards the input
+    values = [g for _, g in scales]
+    assert all(lower < upper for lower, upper in zip(values, values[1:]))
+    with pytest.raises(ValueError, match="same examples"):
+        gradient_scale_by_layer(model, x, y[:3])

@@ -73,6 +73,24 @@ class MLP(nn.Module):
         return self.head(self.features(x))
 
 
+def gradient_scale_by_layer(model: MLP, x: torch.Tensor, y: torch.Tensor) -> list[tuple[str, float]]:
+    """Mean absolute gradient of the cross-entropy w.r.t. each layer's weights, bottom layer first.
+
+    One backward pass on the batch ``(x, y)``: x (B, ...) images or vectors, y (B,) class indices.
+    Returns ``[("hidden layer 1", g1), ..., ("output layer", g_out)]``; the model's own ``.grad``
+    fields are left as they were. Shows why a deep sigmoid network trained from a random start
+    learns slowly at the bottom: each sigmoid multiplies the backward signal by at most 1/4.
+    """
+    if x.shape[0] != y.shape[0] or y.dim() != 1:
+        raise ValueError(f"x (B, ...) and y (B,) must hold the same examples; got {tuple(x.shape)} and {tuple(y.shape)}")
+    layers = [*model.hidden, model.head]
+    weights = [layer.weight for layer in layers]
+    loss = F.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, weights)
+    names = [f"hidden layer {k + 1}" for k in range(model.depth)] + ["output layer"]
+    return [(name, g.abs().mean().item()) for name, g in zip(names, grads)]
+
+
 def set_trainable(modules: Iterable[nn.Module], trainable: bool) -> None:
     """Freeze (``False``) or unfreeze (``True``) every parameter of ``modules``."""
     for module in modules:
