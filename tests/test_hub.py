@@ -519,7 +519,8 @@ def test_every_chapter_runs_from_its_launch_button(hub, chromium, launch_book):
     frames: list = []
 
     def watch(page):
-        page.on("websocket", lambda ws: ws.on("framereceived", frames.append) if "/api/kernels/" in ws.url else None)
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload))
+                                         if "/api/kernels/" in ws.url else None)
 
     context.on("page", watch)
     failures = []
