@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Copied from HEAD as they are (tracked files only).
 PUBLIC_PATHS = ("book", "src", "assignments", "environment.yml", "requirements.txt", "requirements-lock.txt")
 # Written by publish from these sources (which must be committed too).
-GENERATED_FROM = {"README.md": "autograder/templates/public/README.md", "pyproject.toml": "pyproject.toml"}
+GENERATED_FROM = {"README.md": "autograder/templates/public/README.md", "pyproject.toml": "pyproject.toml",
+                  ".gitignore": "autograder/templates/public/gitignore"}
 DEFAULT_AUTHOR = "Course staff <course-staff@localhost>"
 AUTHOR = re.compile(r"^\s*([^<>]+?)\s*<([^<>\s]+)>\s*$")
 
@@ -102,6 +103,7 @@ def write_public_tree(source: Path, dest: Path) -> str:
     readme = _git(source, "show", f"HEAD:{GENERATED_FROM['README.md']}")
     (dest / "README.md").write_text(readme.format(title=book_title(dest), source_commit=commit[:12]))
     (dest / "pyproject.toml").write_text(public_pyproject(source))
+    (dest / ".gitignore").write_bytes(_git(source, "show", f"HEAD:{GENERATED_FROM['.gitignore']}", binary=True))
     return commit
 
 

@@ -22,7 +22,7 @@ from conftest import ROOT
 PY = sys.executable
 AUTHOR = "Course Staff 10-423 <staff-10423@example.org>"
 PUBLISHED = {"README.md", "book", "src", "assignments", "environment.yml", "requirements.txt",
-             "requirements-lock.txt", "pyproject.toml"}
+             "requirements-lock.txt", "pyproject.toml", ".gitignore"}
 MIN_LINE = 25  # shorter lines (`return out`, `x = x.float()`) are common to any code
 # Solution lines that are public by design: the solution repeats given library code (each one
 # is checked to still be a solution line, so the list cannot go stale unnoticed).
@@ -159,6 +159,7 @@ def test_the_public_repository_holds_only_the_public_files(published):
     readme = (published / "README.md").read_text()
     assert "assignments/" in readme and "pip install -e ." in readme and "{" not in readme, readme[:500]
     assert "autograder" not in (published / "pyproject.toml").read_text().replace("python -m autograder publish", "")
+    assert "book/_build/" in (published / ".gitignore").read_text()  # a built book is no change to commit
 
 
 def test_no_solution_hidden_check_or_catalog_source_in_tree_or_history(published):
