@@ -10,8 +10,11 @@ submission after submission) does:
    then :class:`StartTrustedGrading` starts step 3's hidden suite, which runs beside step 2;
 2. :class:`SandboxedExecute`: run the notebook in a kernel confined by bubblewrap
    (:mod:`autograder.engine.sandbox`, connected over Unix sockets since it has no network),
-   with a per-cell timeout, a per-notebook time budget, a cap on output size, and a
-   clear note in the cell where the kernel died or timed out. Graded test cells are *not*
+   with a per-cell timeout, a per-notebook time budget, a cap on output size, a cap on the
+   bytes it writes (:class:`autograder.engine.sandbox.ScratchWatch`), and a clear note in the
+   cell where the kernel died, timed out or wrote too much. Its working folder gets the
+   submission's other files through :func:`autograder.exchange.copy_regular_files` (links are
+   never followed); refused entries are listed in a note at the top of the notebook. Graded test cells are *not*
    run there (their output would be replaced anyway, and the hidden suite grades the code,
    not the notebook's state): they get :data:`GRADED_OUTSIDE`;
 3. :class:`TrustedVerdicts`: grade the submission's code with the assignment's hidden

@@ -46,11 +46,12 @@ gradebook. What bounds it, and why this way:
 
 What this does not cover: between two measurements a run can write at the disk's speed, so
 the disk may briefly hold up to about ``SCRATCH_POLL_S`` x write speed more than the limit
-(removed as soon as the sandbox is killed); RLIMIT_DATA and RLIMIT_AS are per process, so a
-submission that forks (up to ``processes``) can hold that much in each process at once --
-the grading node's memory must allow ``workers x processes``... in practice the reaper
-measures every process's peak and the memory checks fail such a run, but nothing kills it
-before the CPU-time limit; memory the GPU driver pins for a process is not RLIMIT_DATA's.
+(removed as soon as the sandbox is killed). RLIMIT_DATA and RLIMIT_AS are per process: a
+submission that forks (up to ``processes``) can hold that much in each process at once until
+its CPU time or deadline runs out (the reaper sees every process's peak, so its memory checks
+fail, but nothing kills it earlier); a memory cgroup would bound the sum, where one can be had.
+Memory the GPU driver pins for a process is not counted by RLIMIT_DATA, and whether CUDA
+initialises under RLIMIT_DATA at :data:`HOST_MEMORY_BYTES` has not been measured on a GPU yet.
 """
 from __future__ import annotations
 
