@@ -135,14 +135,21 @@ def _recompute(course, only: str | None) -> int:
     print(f"recomputed from the grade records: {len(changes)} final score(s) changed")
     for p in problems:
         print(f"  problem: {p}", file=sys.stderr)
-    if course.exchange is not None:
-        _publish(course)
-    return 1 if problems else 0
+    published = _publish(course) if course.exchange is not None else 0
+    return 1 if problems or published else 0
 
 
-def _publish(course) -> None:
-    written = late.publish_student_calendars(course.root, course.exchange, course.course_id, known_students(course))
-    print(f"wrote {len(written)} student calendar(s) into {course.exchange / course.course_id / 'calendar'}")
+def _publish(course) -> int:
+    folder = course.exchange / course.course_id / "calendar"
+    try:
+        written = late.publish_student_calendars(course.root, course.exchange, course.course_id,
+                                                 known_students(course))
+    except OSError as err:
+        print(f"the calendar is saved, but the students' own calendars could not be written into {folder} "
+              f"({err.strerror}: {err.filename}): run `calendar` as a user who may write there", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} student calendar(s) into {folder}")
+    return 0
 
 
 def _calendar(args, course) -> int:
@@ -158,9 +165,7 @@ def _calendar(args, course) -> int:
                 what.append(f"late_days {cal.data['late_days']}")
         code = _recompute(course, None)
     else:
-        code = 0
-        if course.exchange is not None:
-            _publish(course)
+        code = _publish(course) if course.exchange is not None else 0
     print(table(course, args.assignment))
     return code
 
