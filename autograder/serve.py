@@ -72,6 +72,7 @@ DAY = 86400.0
 MODES = ("verdicts", "count")
 QUEUES = ("pending", "running", "done")
 FEEDBACK_DIR_MODE = 0o711  # nbgrader's release_feedback: enterable, not listable
+MARK = '<meta name="generator" content="python -m autograder serve">'  # tells our answers from the TA's feedback
 
 
 class ServeError(RuntimeError):
@@ -189,13 +190,13 @@ class Store:
 def pick(pending: list[dict], busy: set[str], last_served: dict[str, float], order: str = "round-robin") -> dict | None:
     """The next submission to grade: among students with nothing being graded (``busy``), the
     student served least recently (never served first), their oldest submission. ``order="fifo"``
-    (for comparison only) takes the oldest submission of anyone instead."""
+    (for comparison only) takes the oldest submission of anyone, whoever is being graded."""
+    oldest = lambda e: (e["seen_at"], e["id"])  # noqa: E731
+    if order == "fifo":  # the naive queue, kept only to show what round-robin prevents (tests/test_serve.py)
+        return min(pending, key=oldest) if pending else None
     ready = [e for e in pending if e["student"] not in busy]
     if not ready:
         return None
-    oldest = lambda e: (e["seen_at"], e["id"])  # noqa: E731
-    if order == "fifo":
-        return min(ready, key=oldest)
     return min(ready, key=lambda e: (last_served.get(e["student"], float("-inf")), *oldest(e)))
 
 
@@ -222,7 +223,7 @@ def render(title: str, paragraphs: list[str], tasks: list[tuple[str, list[str]]]
         items = "".join(f"<li class=\"{'fail' if line.startswith('FAIL') else 'ok'}\">{html.escape(line)}</li>\n"
                         for line in lines)
         body += f"<h2>{html.escape(task)}</h2>\n<ul>\n{items}</ul>\n"
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{MARK}<title>{html.escape(title)}</title>\n"
             "<style>body{font-family:sans-serif;max-width:48em;margin:2em auto;line-height:1.4}"
             ".fail{color:#a40000}.ok{color:#1a5e1a}</style></head>\n"
             f"<body>\n<h1>{html.escape(title)}</h1>\n{body}</body></html>\n")
@@ -394,10 +395,14 @@ class WorkerGrader:
         return Outcome("checked", record=record, refused=refused)
 
     def close(self) -> None:
+        """Kill the workers now (a submission being graded stays in ``running``: the next start grades
+        it again); waiting for a long grading would outlast the hub's stop."""
         for worker in self.workers.values():
-            worker.close()
+            worker.kill()
             if worker.stderr is not None:
                 worker.stderr.close()
+        for pid_file in (self.state / "workers").glob("*.pgid"):
+            pid_file.unlink()
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -437,9 +442,10 @@ class Service:
 
     def start(self) -> None:
         """Lock the state, recover what a killed service left, start the grading threads."""
+        from nbgrader.utils import notebook_hash  # noqa: F401  (imported now, not while a student waits)
+
         self.store.lock()
-        self.feedback.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.feedback, FEEDBACK_DIR_MODE)
+        self.open_feedback()
         for entry in self.store.entries("done"):
             self._remember(entry)
         for entry in self.store.entries("running"):  # the service died while grading it
@@ -455,6 +461,25 @@ class Service:
             thread = threading.Thread(target=self._work, args=(i,), name=f"serve-grader-{i}", daemon=True)
             thread.start()
             self.threads.append(thread)
+
+    def open_feedback(self) -> bool:
+        """Make the feedback exchange folder if the course's exchange folder exists (the instructor's
+        release makes that one: the service never creates it, or the instructor could not release) and
+        the folder is missing, as nbgrader's release_feedback would: the course folder's owner and
+        group, 0711, plus group write and set-gid when the course folder is group-shared (so the TA's
+        release-feedback can still write there). Whether the folder is there."""
+        course = self.exchange / self.course_id
+        if not course.is_dir() or course.is_symlink():
+            return False
+        try:
+            os.mkdir(self.feedback)
+        except FileExistsError:
+            return self.feedback.is_dir()
+        st = os.stat(course)
+        os.chmod(self.feedback, FEEDBACK_DIR_MODE | (0o2070 if st.st_mode & stat.S_ISGID else 0))
+        if os.geteuid() == 0:
+            os.chown(self.feedback, st.st_uid, st.st_gid)
+        return True
 
     def _remember(self, entry: dict) -> None:
         self.known.add(entry["id"])
@@ -480,6 +505,8 @@ class Service:
             parts = name.split("+")
             if len(parts) < 3 or parts[1] not in self.policies:
                 continue
+            if not self._complete(name):  # nbgrader's submit is still copying it (it writes the secret last)
+                continue
             self.known.add(name)
             reason = self._not_theirs(name, parts[0])
             if reason:
@@ -491,6 +518,13 @@ class Service:
                          "seen_at": self.clock()})
             taken += 1
         return taken
+
+    def _complete(self, name: str) -> bool:
+        try:
+            st = os.lstat(self.inbound / name / "submission_secret.txt")
+        except OSError:
+            return not (self.inbound / name).is_dir() or (self.inbound / name).is_symlink()  # judged below
+        return st.st_size > 0 or not stat.S_ISREG(st.st_mode)
 
     def _not_theirs(self, name: str, student: str) -> str | None:
         from autograder.exchange import _uid_of
@@ -562,12 +596,21 @@ class Service:
         except OSError:
             secret = None
         names = sorted(p.stem for p in folder.glob("*.ipynb") if p.is_file() and not p.is_symlink())
+        if not self.open_feedback():
+            self.log(f"{entry['id']}: no feedback folder in the exchange ({self.feedback}); no answer written")
+            return []
         if not secret or not names:
             self.log(f"{entry['id']}: no submission secret or notebook, so no feedback file can reach its author")
             return []
         files = []
         for notebook in names:
             dest = self.feedback / f"{notebook_hash(secret=secret, notebook_id=notebook)}.html"
+            try:
+                if MARK not in dest.read_text(encoding="utf-8", errors="replace"):
+                    self.log(f"{entry['id']}: the course staff's feedback is already released for it; not replaced")
+                    continue
+            except FileNotFoundError:
+                pass
             tmp = dest.with_name(f".{dest.name}.tmp")
             tmp.write_text(page, encoding="utf-8")
             os.chmod(tmp, 0o644)
@@ -601,6 +644,9 @@ class Service:
             outcome = self.grade(entry, index)
         except Exception as err:  # a bug of ours: the student still gets an answer and the check back
             outcome = Outcome("crashed", reason=f"{type(err).__name__}: {err}")
+        if self.stopping.is_set():  # stopped meanwhile (its worker killed): graded again at the next start
+            self.log(f"{entry['id']}: left for the next start (the service is stopping)")
+            return
         notes = [f"Not copied from your submission: {line}" for line in outcome.refused]
         if outcome.status == "checked":
             now = self.clock()
@@ -667,6 +713,7 @@ def run(args, course) -> int:
         service = Service(course.root, course.exchange_root(), course.course_id, state, policies, grader,
                           workers=max(1, args.workers), poll=args.poll)
         service.store.lock()  # before preparing: a second service must not touch the first's course
+        service.open_feedback()
         for pgid in grader.reap():
             print(f"killed the grading worker (process group {pgid}) a stopped service left running", flush=True)
         grader.prepare()
@@ -681,6 +728,8 @@ def run(args, course) -> int:
     try:
         service.run()
     finally:
-        service.stop()
+        service.stopping.set()
         grader.close()
+        service.stop()
+    print("serve: stopped", flush=True)
     return 0
