@@ -13,7 +13,10 @@ an entry matches when the student fails exactly the entry's checks *on the grade
 solution cell can affect* (its scope: the cells of the function it breaks and of the functions
 that call it, :func:`autograder.selfcheck.affected_cells`), whatever else they fail elsewhere (a
 second mistake in another function does not hide the first). Two entries that fail the same
-checks (e.g. two ways to get the scale wrong) both match: the report and the feedback name both. The description shown is the entry's one-line docstring; neither the signature's
+checks (e.g. two ways to get the scale wrong) both match: the report and the feedback name both.
+An entry that fails *every* check of its scope (a forbidden call, or a hidden suite too coarse to
+tell its mistake from a blank answer) is not identifiable from the checks: it never matches
+(``"identifiable": false`` in the file), and the report lists it as such. The description shown is the entry's one-line docstring; neither the signature's
 check names beyond what the student already sees nor any hidden input is revealed.
 
 A check is named ``"<grade_id>: <check name>"`` (:func:`check_id`), as in the grade records.
@@ -75,7 +78,15 @@ def catalog_signatures(assignment: str) -> tuple[CatalogMatch, ...]:
         raise ValueError(f"{path}: not a signatures file ({err}); regenerate it with "
                          f"`python -m autograder selfcheck {assignment} --device cpu --signatures {path}`") from None
     return tuple(CatalogMatch(name, e["description"], e["breaks"], frozenset(e["fails"]), frozenset(e["scope"]))
-                 for name, e in sorted(entries.items()) if e["fails"])
+                 for name, e in sorted(entries.items()) if e["fails"] and e["identifiable"])
+
+
+def unidentifiable(assignment: str) -> list[str]:
+    """Catalog entries that fail every check of their scope (see module doc): never matched."""
+    path = signatures_path(assignment)
+    if not path.exists():
+        return []
+    return sorted(n for n, e in json.loads(path.read_text())["entries"].items() if not e["identifiable"])
 
 
 def likely_mistakes(assignment: str, failed_checks: set[str]) -> list[CatalogMatch]:
@@ -98,6 +109,8 @@ def measured_signatures(assignment: str, rows, entries) -> dict:
     from autograder.selfcheck import entry_scopes
 
     scopes = entry_scopes(assignment, entries)
+    reference = next(row for row in rows if row.entry == "reference")  # it runs every check
+    every = {check_id(gid, r.name) for gid, cell in reference.cells.items() for r in cell.results}
     by_name = {row.entry: row for row in rows}
     missing = [e.name for e in entries if e.name not in by_name]
     if missing:
@@ -108,7 +121,9 @@ def measured_signatures(assignment: str, rows, entries) -> dict:
                "do not edit by hand",
         "entries": {e.name: {"breaks": e.breaks, "description": e.doc.strip().splitlines()[0],
                              "fails": sorted(check_id(gid, name) for gid, name, _ in by_name[e.name].failed),
-                             "scope": scopes[e.name]}
+                             "scope": scopes[e.name],
+                             "identifiable": {check_id(gid, name) for gid, name, _ in by_name[e.name].failed}
+                             != {c for c in every if _cell(c) in scopes[e.name]}}
                     for e in entries},
     }
 

@@ -151,7 +151,8 @@ def class_facts(course_root: Path, assignment: str) -> dict:
                                                               r["check"])),
         "mistakes": mistakes,
         "unmatched": unmatched,
-        "catalog_size": len(catalog),
+        "catalog_size": len(catalog) + len(diagnosis.unidentifiable(assignment)),
+        "unidentifiable": diagnosis.unidentifiable(assignment),
         "suspect_checks": suspects,
         "suspect_rule": f"the only failed check of at least {SUSPECT_MIN} students and at least "
                         f"{SUSPECT_SHARE:.0%} of the graded class",
@@ -357,6 +358,10 @@ def render_html(facts: dict) -> str:
                             "mistakes", {2}))
     else:
         parts.append("<p>No student's failures match a catalog entry.</p>")
+    if facts["unidentifiable"]:
+        parts.append("<p>Not identifiable from the hidden checks (they fail every check of their cells, as a "
+                     "blank answer does), so never named: " + ", ".join(f"<code>{_e(x)}</code>"
+                                                                       for x in facts["unidentifiable"]) + ".</p>")
     parts.append(f"<p>Failures matching no known mistake ({len(facts['unmatched'])} students): "
                  + (", ".join(f"<span class=\"unmatched\">{_e(x)}</span>" for x in facts["unmatched"]) or "none")
                  + ".</p>")
