@@ -6,9 +6,10 @@ The class is synthetic but made of real code: each student's graded functions ar
 four independently written implementations of tests/fixtures/similarity/ (or left as the starter),
 each with its names renamed per student (tests/similarity_helpers.disguise).
 
-- ``--mode typical``: every line of a student's code also gets a constant of its own (``+ 0 * 7391``),
-  so no two students share fingerprints except where ``--copies`` pairs are exact disguised copies:
-  like a real class, almost no pair needs copydetect's exact comparison;
+- ``--mode typical``: most lines of a student's code also get a constant of its own (``+ 0 * 7391``),
+  and ``--copies`` students copy another (renamed). The constants do not reach every line (headers,
+  multi-line expressions), so short functions drawn from the same fixture still match: the table's
+  "flagged" column shows how many pairs still share a function, far more than a real class;
 - ``--mode worst``: no such constants: with five versions of each function most pairs share whole
   functions, so about half of all pairs are compared exactly (and flagged).
 Times: building the boilerplate fingerprints (release notebook + lec4) once, fingerprinting every
@@ -38,9 +39,10 @@ def _own_constants(code: str, rng: random.Random) -> str:
     out = []
     for line in code.splitlines():
         stripped = line.rstrip()
-        if "=" in stripped and not stripped.endswith((":", ",", "(", "[", "\\")) and "==" not in stripped \
-                and not stripped.lstrip().startswith(("def ", "return", "#", '"')) and stripped.count("(") == stripped.count(")"):
-            stripped += f" + 0 * {rng.randrange(10**6)}" if "=" in stripped.split("#")[0] else ""
+        if ("=" in stripped or stripped.lstrip().startswith("return ")) and not stripped.endswith((":", ",", "(", "[", "\\")) and "==" not in stripped \
+                and not stripped.lstrip().startswith(("def ", "#", '"')) and stripped.count("(") == stripped.count(")") \
+                and stripped.count("[") == stripped.count("]") and "," not in stripped.split("=")[0]:
+            stripped += f" + 0 * {rng.randrange(10**6)}"
         out.append(stripped)
     return "\n".join(out) + "\n"
 
