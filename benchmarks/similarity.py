@@ -27,9 +27,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
-from similarity_helpers import FUNCTIONS, disguise, impl, submission  # noqa: E402
+
+def _load_helpers():
+    """tests/similarity_helpers.py (the test suite's submissions and disguises), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("similarity_helpers", ROOT / "tests" / "similarity_helpers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_helpers = _load_helpers()
+FUNCTIONS, disguise, impl, submission = _helpers.FUNCTIONS, _helpers.disguise, _helpers.impl, _helpers.submission
 
 from autograder import similarity  # noqa: E402
 
