@@ -323,7 +323,7 @@ def test_figure_text_is_readable_and_does_not_overlap(loaded, built_book):
 def _sections(loaded) -> list[dict]:
     return loaded.page.evaluate("""() => Array.from(document.querySelectorAll('article.bd-article section'))
         .filter(s => s.querySelector(':scope > h2'))
-        .map(s => ({title: s.querySelector(':scope > h2').textContent.replace(/[#¶]/g, '').replace(/^[\d.\s]+/, '').trim(),
+        .map(s => ({title: s.querySelector(':scope > h2').textContent.replace(/[#¶]/g, '').replace(/^[\\d.\\s]+/, '').trim(),
                     exercises: s.querySelectorAll('div.exercise').length}))""")
 
 
@@ -361,7 +361,7 @@ def test_notation_page_and_pdf_are_linked_from_every_page(loaded, built_book):
         // the sidebar's entry (on the notation page itself it links to "#")
         notation: Array.from(document.querySelectorAll('nav.bd-links a'))
             .filter(a => a.textContent.trim() === 'Notation' && a.offsetParent !== null
-                         && /^(notation\.html|#)$/.test(a.getAttribute('href') || '')).length,
+                         && /^(notation\\.html|#)$/.test(a.getAttribute('href') || '')).length,
         pdf: Array.from(document.querySelectorAll('a[href="lec4-book.pdf"]')).length})""")
     assert links["notation"] >= 1, f"{loaded.where}: no visible link to the notation page in the navigation"
     assert links["pdf"] >= 1, f"{loaded.where}: no link to the book's PDF"

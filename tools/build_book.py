@@ -146,7 +146,7 @@ def print_pdf(html_dir: Path, pages: list[str], out: Path) -> Path:
     for title, data in parts:
         start = len(writer.pages)
         writer.append(PdfReader(io.BytesIO(data)))
-        writer.add_outline_item(title, start)
+        writer.add_outline_item(title=title, page_number=start)
     writer.add_metadata({"/Title": "Pretraining, Modern Transformers and CNNs (10-423/10-623 lecture 4)"})
     tmp = out.with_suffix(".tmp.pdf")
     with open(tmp, "wb") as fh:
