@@ -418,10 +418,23 @@ def _read(root: Path, accept_edit: bool = False) -> tuple[Calendar, str | None]:
     return cal, digest
 
 
+def _share_with_group(fd: int) -> None:
+    """Make a course file this user owns group read-write (the course folder's group is the staff's);
+    a file another staff member owns is left as it is."""
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o660)
+    except OSError:
+        pass
+
+
 @contextlib.contextmanager
 def _locked(root: Path, exclusive: bool) -> Iterator[None]:
     _, _, lock = paths(root)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o660)
+    # flock needs no write access: read-only, so that every staff member (group lec4-staff in the
+    # hub) can take the lock whoever created the file and whatever their umask was
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o660)
+    _share_with_group(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
@@ -469,7 +482,9 @@ def transaction(root: Path, what: list[str] | None = None, accept_edit: bool = F
         _write_atomic(file, text)
         line = {"at": iso(dt.datetime.now(dt.timezone.utc)), "who": who(), "what": "; ".join(what),
                 "sha256": sha256(text), "previous_sha256": before}
-        with open(audit, "a", encoding="utf-8") as out:
+        fd = os.open(audit, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
+        _share_with_group(fd)
+        with os.fdopen(fd, "a", encoding="utf-8") as out:
             out.write(json.dumps(line) + "\n")
             out.flush()
             os.fsync(out.fileno())
