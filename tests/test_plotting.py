@@ -106,3 +106,28 @@ def test_use_book_style_attaches_the_report_to_ipython_figures():
         assert report["min_font_pt"] == pytest.approx(7)
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_use_book_style_writes_the_text_report_into_a_kernels_figures():
+    """In a real Jupyter kernel (as the book build runs its pages) a figure shown after
+    use_book_style() carries the text report: matplotlib-inline registers its own PNG formatter
+    when the backend is selected, which used to replace ours (no report in any figure)."""
+    import base64
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from lec4.plotting import read_text_report
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nfrom lec4.plotting import use_book_style\n"
+                                  "use_book_style()"),
+        nbformat.v4.new_code_cell("fig, ax = plt.subplots(figsize=(4, 3))\nax.plot([1, 2, 3])\n"
+                                  "ax.set_title('a title')\nax.set_xlabel('x')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=600).execute()
+    pngs = [o["data"]["image/png"] for o in nb.cells[1].outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 1, nb.cells[1].outputs
+    report = read_text_report(base64.b64decode(pngs[0]))
+    assert report is not None, "the figure's PNG has no text report"
+    assert report["min_font_pt"] >= 10 and report["n_texts"] > 0, report

@@ -96,8 +96,12 @@ def use_book_style() -> None:
     shell = get_ipython()
     if shell is None or not hasattr(shell, "display_formatter"):
         return
+    import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
+    # matplotlib selects its backend on the first figure, and matplotlib-inline then registers its
+    # own PNG formatter for Figure, replacing one registered before: select it now, then register
+    plt.close(plt.figure())
     shell.display_formatter.formatters["image/png"].for_type(Figure, _png_with_text_report)
 
 
