@@ -50,13 +50,14 @@ FEEDBACK: dict[str, list] = {}  # what step 4 saw when student1 opened the feedb
 
 
 # ---------------------------------------------------------------- helpers
-def as_user(hub, user: str, *cmd: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run a command as one of the hub's OS users, in the environment of a terminal of their server."""
+def as_user(hub, user: str, *cmd: str, timeout: float = 900, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a command as one of the hub's OS users, in the environment of a terminal of their server
+    (in the checkout, or in ``cwd``: a student's nbgrader fetches into and submits from their home)."""
     home = pwd.getpwnam(user).pw_dir
     env = course_hub.user_environment(user, hub, course_hub.course_id())
     argv = ["runuser", "-u", user, "--", "env", f"HOME={home}", *(f"{k}={v}" for k, v in env.items()),
             "sh", "-c", 'umask 002; exec "$@"', "sh", *cmd]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(argv, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def solution_source(grade_id: str) -> str:
@@ -111,7 +112,8 @@ def hub():
             home = Path(pwd.getpwnam(user).pw_dir)
         except KeyError:
             continue
-        for name in (ASSIGNMENT, "lecture4-book", "probe.ipynb", ".local/share/jupyter/nbgrader_cache"):
+        for name in (ASSIGNMENT, "hw-conv", "lecture4-book", "probe.ipynb", "deadlines.ipynb",
+                     ".local/share/jupyter/nbgrader_cache"):
             if (home / name).exists():
                 (home / f"before-hub-test-{stamp}").mkdir(exist_ok=True)
                 shutil.move(str(home / name), str(home / f"before-hub-test-{stamp}" / Path(name).name))
@@ -777,9 +779,9 @@ def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, ch
         assert r.returncode != 0, "student2 read student1's calendar"
 
         # student1 fetches, does conv2d_backward, submits (26 h after the due date: 2 started days)
-        r = as_user(hub, "student1", *nbgrader, "fetch_assignment", assignment)
-        assert r.returncode == 0, r.stdout + r.stderr
         home = Path(pwd.getpwnam("student1").pw_dir)
+        r = as_user(hub, "student1", *nbgrader, "fetch_assignment", assignment, cwd=home)
+        assert r.returncode == 0, r.stdout + r.stderr
         nb = nbformat.read(home / assignment / notebook, as_version=4)
         source = nbformat.read(ROOT / "solutions" / assignment / notebook, as_version=4)
         answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
@@ -789,7 +791,7 @@ def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, ch
             if cell.metadata.get("nbgrader", {}).get("grade_id") == first:
                 cell.source = "\n".join(l for l in answers[first].splitlines() if "### " not in l)
         nbformat.write(nb, home / assignment / notebook)
-        r = as_user(hub, "student1", *nbgrader, "submit", assignment)
+        r = as_user(hub, "student1", *nbgrader, "submit", assignment, cwd=home)
         assert r.returncode == 0, r.stdout + r.stderr
 
         # in the browser: student1's own due date, in a notebook of their server
@@ -818,7 +820,7 @@ def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, ch
         with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_hub.course_id()) as gb:
             sub = gb.find_submission(assignment, "student1")
             assert sub.score - sub.late_submission_penalty == pytest.approx(late["final_score"])
-        r = as_user(hub, "student1", *nbgrader, "fetch_feedback", assignment)
+        r = as_user(hub, "student1", *nbgrader, "fetch_feedback", assignment, cwd=home)
         assert r.returncode == 0, r.stdout + r.stderr
         html_file = next((home / assignment / "feedback").glob(f"*/{notebook.replace('.ipynb', '.html')}"))
         view = context.new_page()
