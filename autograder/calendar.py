@@ -20,7 +20,7 @@ Beside it, ``COURSE/calendar.audit.jsonl`` is the append-only audit log: one JSO
 change (``at``, ``who`` = the OS user, ``what``, and the SHA-256 of the calendar file it
 wrote). Every change goes through :func:`transaction`: an exclusive ``flock`` on
 ``COURSE/.calendar.lock`` (two commands never lose an update), read and validate, change,
-validate again, write atomically (temp file + ``os.replace``), append the audit line.
+validate again, write atomically (``records.write_atomic``: temp file, fsync, ``os.replace``), append the audit line.
 A file that is malformed, or that differs from what the audit log's last line wrote (a
 hand edit, a ``git checkout`` of another version), is refused with a :class:`CalendarError`
 saying what is wrong and how to fix it (``python -m autograder calendar --accept-edit``
@@ -51,7 +51,6 @@ import json
 import math
 import os
 import pwd
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -449,20 +448,6 @@ def load(root: Path) -> Calendar:
         return _read(root)[0]
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @contextlib.contextmanager
 def transaction(root: Path, what: list[str] | None = None, accept_edit: bool = False) -> Iterator[Calendar]:
     """Change the calendar under an exclusive lock: yields the current calendar, whose ``data``
@@ -479,7 +464,9 @@ def transaction(root: Path, what: list[str] | None = None, accept_edit: bool = F
             raise CalendarError("internal: a calendar change without an audit text")
         if text == (file.read_text(encoding="utf-8") if file.exists() else None) and not accept_edit:
             return  # nothing changed: no write, no audit line
-        _write_atomic(file, text)
+        from autograder.records import write_atomic  # the grader's one atomic write (imports torch)
+
+        write_atomic(file, text, 0o644)
         line = {"at": iso(dt.datetime.now(dt.timezone.utc)), "who": who(), "what": "; ".join(what),
                 "sha256": sha256(text), "previous_sha256": before}
         fd = os.open(audit, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)

@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -338,15 +337,9 @@ def _update_autograded_note(course_root: Path, assignment: str, record: dict) ->
         put_note(nb, record.get("late"), float(record["max_score"]))
         # a new file renamed over the old one: never half-written, and it needs only the folder's
         # write permission (the grader may leave the notebook itself read-only)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                nbformat.write(nb, out)
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) | 0o200)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = nbformat.writes(nb)
+        records.write_atomic(path, text if text.endswith("\n") else text + "\n",
+                             stat.S_IMODE(path.stat().st_mode) | 0o200)
 
 
 # --- collect: keep the last on-time submission -----------------------------------------------------

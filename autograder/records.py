@@ -229,23 +229,33 @@ def make_record(*, assignment: str, student: str | None, suite, source: str, cel
 
 # --- writing and reading ------------------------------------------------------------------------
 
-def write_record(path: Path, record: dict) -> None:
-    """Write ``record`` to ``path`` atomically (a temp file in the same folder, then os.replace):
-    a reader sees the old record or the new one, never half of one. Folders are created."""
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write ``text`` to ``path`` atomically: a temp file in the same folder, flushed and
+    fsync'ed, given ``mode`` (default: 0666 less the umask), then renamed over ``path``
+    (``os.replace``). A reader sees the old file or the new one, never half of one; a file
+    the writer may not change itself is replaced with only the folder's write permission.
+    The one atomic write of the grader (records, the course calendar, autograded notebooks)."""
     path = Path(path)
-    text = json.dumps(record, indent=1, allow_nan=False) + "\n"  # fails before anything is written
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, (0o666 & ~_UMASK) if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Write ``record`` to ``path`` atomically (:func:`write_atomic`): a reader sees the old
+    record or the new one, never half of one. Folders are created."""
+    path = Path(path)
+    text = json.dumps(record, indent=1, allow_nan=False) + "\n"  # fails before anything is written
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text)
 
 
 def read_record(path: Path) -> dict:
