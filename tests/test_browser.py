@@ -116,20 +116,24 @@ class LoadedPage:
         self.page.evaluate("() => MathJax.startup.promise")
 
 
-@pytest.fixture(params=PAGES, ids=[f"{p}-{t}" for p, t in PAGES])
-def loaded(request, browser, site_url):
+def _open_page(request, browser, site_url):
+    """The fixtures' one body: open the (page, theme) of ``request.param``, close it after the test."""
     page_name, theme = request.param
     loaded = LoadedPage(browser, site_url, page_name, theme)
     yield loaded
     loaded.page.close()
+
+
+@pytest.fixture(params=PAGES, ids=[f"{p}-{t}" for p, t in PAGES])
+def loaded(request, browser, site_url):
+    """Every page (chapters and back matter) in both themes."""
+    yield from _open_page(request, browser, site_url)
 
 
 @pytest.fixture(params=CHAPTER_PAGES, ids=[f"{p}-{t}" for p, t in CHAPTER_PAGES])
 def chapter(request, browser, site_url):
-    page_name, theme = request.param
-    loaded = LoadedPage(browser, site_url, page_name, theme)
-    yield loaded
-    loaded.page.close()
+    """The three numbered chapters in both themes (the textbook checks)."""
+    yield from _open_page(request, browser, site_url)
 
 
 def test_page_loads_offline_without_errors(loaded):
