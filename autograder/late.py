@@ -3,10 +3,16 @@ gradebook's penalty, the feedback's note, the on-time copy, recomputation and st
 
 The rules are :mod:`autograder.calendar`'s (pure). This module applies them:
 
+- The submission time: ``timestamp.txt`` is written by the student's own nbgrader, so it
+  is bounded by what the student cannot set back: the latest inode change time of the
+  exchange's inbound entry and everything in it (:func:`submission_time`, measured by
+  ``python -m autograder collect`` from the inbound entry, never from the TA's copy, kept in
+  ``autograded/.received/``): a backdated timestamp.txt, or files changed in an on-time
+  folder after the deadline, count from when they were last written.
 - :class:`ApplyLatePolicy` is the autograde step after nbgrader's ``SaveAutoGrades`` (it
-  replaces nbgrader's ``AssignLatePenalties``, which never had a due date): it reads the
-  submission's exchange timestamp (``submitted/STUDENT/ASSIGNMENT/timestamp.txt``, which
-  nbgrader's collect copies), computes the ``late`` object against that student's own due
+  replaces nbgrader's ``AssignLatePenalties``, which never had a due date): it takes the
+  submission's time (:func:`collected_time`, kept in the record's ``submission_time`` with
+  which time was used and why), computes the ``late`` object against that student's own due
   date, grades the kept on-time copy (``ontime/STUDENT/ASSIGNMENT/``, see
   :func:`keep_on_time`) when the latest submission is penalized, counts the better one,
   stores the result in the gradebook (export's ``score`` = raw - penalty is the final score)
@@ -23,7 +29,10 @@ The ``late`` object (a grade record's key; null when the assignment has no due d
      "extension": {"until", "reason", "granted_by"} | null, "submitted": ISO,
      "lateness_s": float, "late_days_used": int, "penalty": float (points), "rule": str,
      "raw_score": float, "final_score": float, "counted": "latest" | "on-time",
-     "on_time": {"submitted": ISO, "score": float, "cells": {grade_id: points}} | null}
+     "on_time": {"submitted": ISO, "score": float, "cells": {grade_id: points}} | null,
+     "submitted_from": {"used": "timestamp.txt" | "exchange" | "timestamp.txt (not measured)",
+                        "timestamp": ISO, "changed": ISO, "why": str}}   (from the record's
+                        ``submission_time``, see :func:`submission_time`)
 
 ``raw_score`` and ``penalty`` are the latest submission's; ``final_score`` is what counts.
 """
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import stat
@@ -51,6 +61,88 @@ def timestamp_of(folder: Path) -> dt.datetime | None:
     except FileNotFoundError:
         return None
     return calendar.parse_timestamp(text).astimezone(dt.timezone.utc)  # UTC: compares safely across zones
+
+
+RECEIVED = Path("autograded") / ".received"  # ASSIGNMENT/STUDENT.json: collect's measured submission times
+SLACK_S = 120.0  # nbgrader's submit writes timestamp.txt, then copies the files: a copy may take this long
+
+
+def last_change(folder: Path) -> dt.datetime:
+    """The latest inode change time (ctime) of ``folder`` and of every entry in it (links not
+    followed), in UTC. Writing, renaming, linking or chmod-ing anything there sets it to now,
+    and nobody but root (by setting the clock) can set it back: the earliest instant the
+    submission's files can have been in the state they are in now."""
+    latest = os.lstat(folder).st_ctime
+    for parent, dirs, files in os.walk(folder):  # never follows a symbolic link
+        for name in dirs + files:
+            try:
+                latest = max(latest, os.lstat(os.path.join(parent, name)).st_ctime)
+            except FileNotFoundError:  # removed meanwhile: its folder's ctime changed
+                continue
+    return dt.datetime.fromtimestamp(math.ceil(latest), dt.timezone.utc)  # whole seconds, never earlier
+
+
+def submission_time(folder: Path) -> dict:
+    """When the submission in the exchange folder ``folder`` (the inbound entry, never a copy
+    of it) was made, bounded by what its student cannot set back:
+
+    ``timestamp.txt`` is written by the student's own nbgrader (they can write any time in
+    it), so the time used is the later of it and :func:`last_change` of the folder --
+    except that a last change at most :data:`SLACK_S` after the timestamp is the submit's
+    own copy, and the timestamp is used. Returns ``{"time", "timestamp", "timestamp_text",
+    "changed", "used": "timestamp.txt" | "exchange", "why"}`` (ISO strings; ``time`` is the
+    submission time). CalendarError when timestamp.txt is unreadable."""
+    folder = Path(folder)
+    changed = last_change(folder)
+    try:
+        text = (folder / "timestamp.txt").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        text = None
+    stamp = None if text is None else calendar.parse_timestamp(text).astimezone(dt.timezone.utc)
+    out = {"timestamp": calendar.iso(stamp), "timestamp_text": text, "changed": calendar.iso(changed)}
+    if stamp is None:
+        return {**out, "time": calendar.iso(changed), "used": "exchange",
+                "why": "no timestamp.txt: the time its files were last changed in the exchange"}
+    ahead = (changed - stamp).total_seconds()
+    if ahead <= SLACK_S:
+        return {**out, "time": calendar.iso(stamp), "used": "timestamp.txt",
+                "why": (f"timestamp.txt (nbgrader submit's time); its files were last changed in the exchange "
+                        f"{'before it' if ahead <= 0 else calendar.duration(ahead) + ' after it (the copy)'}")}
+    return {**out, "time": calendar.iso(changed), "used": "exchange",
+            "why": (f"its files were last changed in the exchange {calendar.duration(ahead)} after the time in "
+                    f"its timestamp.txt ({calendar.iso(stamp)}): a submission counts as made no earlier than "
+                    "its files were last written")}
+
+
+def received_path(course_root: Path, assignment: str, student: str) -> Path:
+    """``COURSE/autograded/.received/ASSIGNMENT/STUDENT.json`` (staff only, beside the records)."""
+    records.record_path(course_root, assignment, student)  # refuses names that are paths
+    return Path(course_root) / RECEIVED / assignment / f"{student}.json"
+
+
+def collected_time(course_root: Path, assignment: str, student: str, folder: Path) -> dict | None:
+    """The measured time (:func:`submission_time`) of the inbound entry collected into
+    ``folder`` (``submitted/`` or ``ontime/``: copies, whose own ctimes are the TA's copy
+    time), as ``python -m autograder collect`` wrote it; the entry is the one whose
+    timestamp.txt the copy holds. A plain ``timestamp.txt`` reading (``used`` = "timestamp.txt
+    (not measured)") when collect did not measure it; None without a timestamp."""
+    folder = Path(folder)
+    try:
+        text = (folder / "timestamp.txt").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    try:
+        kept = json.loads(received_path(course_root, assignment, student).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        kept = {}
+    for key in ("latest", "on_time"):
+        if kept.get(key) and kept[key].get("timestamp_text") == text:
+            return kept[key]
+    stamp = calendar.parse_timestamp(text).astimezone(dt.timezone.utc)
+    return {"time": calendar.iso(stamp), "timestamp": calendar.iso(stamp), "timestamp_text": text, "changed": None,
+            "used": "timestamp.txt (not measured)",
+            "why": "timestamp.txt only: this submission was not collected by `python -m autograder collect`, "
+                   "which measures when its files were last changed in the exchange"}
 
 
 def late_days_spent(course_root: Path, cal: calendar.Calendar, assignment: str, student: str) -> int:
@@ -122,6 +214,9 @@ def note_text(late: dict | None, max_score: float) -> str | None:
                  (f" (extension granted: {late['extension']['reason']})" if late.get("extension") else ""))
     if late.get("submitted"):
         lines.append(f"- Submitted: {calendar.shown(dt.datetime.fromisoformat(late['submitted']), zone)}")
+        source = late.get("submitted_from") or {}
+        if source.get("used") == "exchange":
+            lines.append(f"- Submission time: {source['why']}")
     lines.append(f"- Rule applied: {late['rule']}")
     if late["counted"] == "on-time":
         lines.append(f"- **Your on-time submission counts: {late['final_score']:g} / {max_score:g}** "
@@ -203,9 +298,10 @@ def grade_on_time(course_root: Path, assignment: str, student: str, notebook: st
     ``on_time``; None when no copy is kept."""
     folder = Path(course_root) / ONTIME / student / assignment
     nb_path = folder / f"{notebook}.ipynb"
-    when = timestamp_of(folder) if folder.is_dir() else None
-    if when is None or not nb_path.is_file():
+    measured = collected_time(course_root, assignment, student, folder) if folder.is_dir() else None
+    if measured is None or not nb_path.is_file():
         return None
+    when = dt.datetime.fromisoformat(measured["time"])
     from autograder.engine.grading import grade
     from autograder.engine.sandbox import default_sandbox
     from autograder.notebook import submission_source
@@ -228,6 +324,9 @@ def apply_to_record(course_root: Path, cal: calendar.Calendar, record: dict, sub
     record["submission_timestamp"] = calendar.iso(submitted)
     record["late"] = late_object(cal, assignment, student, submitted, float(record["score"]),
                                  float(record["max_score"]), left, on_time)
+    measured = record.get("submission_time")
+    if record["late"] and measured:  # which time was used and why (the feedback says it)
+        record["late"]["submitted_from"] = {k: measured.get(k) for k in ("used", "timestamp", "changed", "why")}
     return record
 
 
@@ -257,7 +356,9 @@ if NbGraderPreprocessor is not object:
             root = Path(CourseDirectory(config=self.config).root)
             cal = calendar.load(root)  # a malformed or unaudited calendar stops grading with its message
             folder = root / "submitted" / info["student"] / info["assignment"]
-            submitted = timestamp_of(folder)
+            measured = collected_time(root, info["assignment"], info["student"], folder)
+            submitted = None if measured is None else dt.datetime.fromisoformat(measured["time"])
+            record["submission_time"] = measured  # which time was used, and why
             apply_to_record(root, cal, record, submitted, None)
             late = record["late"]
             if late and late["penalty"] > 0:
@@ -344,10 +445,11 @@ def _update_autograded_note(course_root: Path, assignment: str, record: dict) ->
 
 # --- collect: keep the last on-time submission -----------------------------------------------------
 
-def inbound_submissions(exchange: Path, course_id: str, assignment: str) -> dict[str, list[tuple[dt.datetime, Path]]]:
-    """{student: [(timestamp, inbound folder)] oldest first} of ``assignment`` in the exchange's
-    inbound; folders that are links, not owned by the student they name, or without a readable
-    timestamp are left out (as :class:`autograder.exchange.SafeCollect` does)."""
+def inbound_submissions(exchange: Path, course_id: str, assignment: str) -> dict[str, list[tuple[dt.datetime, Path, dict]]]:
+    """{student: [(submission time, inbound folder, :func:`submission_time`)] oldest first} of
+    ``assignment`` in the exchange's inbound; folders that are links, not owned by the student
+    they name, or without a readable timestamp are left out (as
+    :class:`autograder.exchange.SafeCollect` does)."""
     import stat
 
     from autograder.exchange import _uid_of
@@ -364,41 +466,61 @@ def inbound_submissions(exchange: Path, course_id: str, assignment: str) -> dict
             ts = entry / "timestamp.txt"
             if not stat.S_ISREG(os.lstat(ts).st_mode):
                 continue
-            when = timestamp_of(entry)
+            measured = submission_time(entry)
         except (OSError, calendar.CalendarError):
             continue
-        if when is not None:
-            found.setdefault(student, []).append((when, entry))
+        found.setdefault(student, []).append((dt.datetime.fromisoformat(measured["time"]), entry, measured))
     return {s: sorted(v, key=lambda x: x[0]) for s, v in found.items()}
 
 
 def keep_on_time(course_root: Path, exchange: Path, course_id: str, assignment: str) -> list[str]:
-    """For every student whose latest submission is after their own due date + grace, copy
-    their last submission before it into ``ontime/STUDENT/ASSIGNMENT/`` (with
-    :func:`autograder.exchange.copy_regular_files`); remove a kept copy that is no longer
-    needed. Returns one line per kept copy (and per refused entry)."""
+    """After nbgrader's collect: measure every student's submissions in the exchange's inbound
+    (:func:`submission_time`: never earlier than their files' last change there, whatever
+    timestamp.txt says) and write them to :func:`received_path` (``latest``: the entry
+    collected into ``submitted/``; ``on_time``: the kept copy's), which autograde uses as
+    the submission times. For every student whose latest submission is after their own due
+    date + grace, copy their last submission before it into ``ontime/STUDENT/ASSIGNMENT/``
+    (with :func:`autograder.exchange.copy_regular_files`); remove a kept copy that is no
+    longer needed. Returns one line per kept copy (and per refused entry, and per submission
+    whose time is its last change rather than its timestamp.txt).
+
+    Measured after the copy: reading a folder leaves its ctime as it is, and a submission made
+    while collect runs is measured too."""
     from autograder.exchange import _uid_of, copy_regular_files
 
     cal = calendar.load(course_root)
     lines = []
     for student, subs in inbound_submissions(exchange, course_id, assignment).items():
+        received = {"latest": None, "on_time": None}
+        try:
+            collected = (Path(course_root) / "submitted" / student / assignment / "timestamp.txt").read_text(
+                encoding="utf-8").strip()
+        except OSError:
+            collected = None
+        matching = [s for s in subs if s[2]["timestamp_text"] == collected]
+        if matching:  # the entry nbgrader collected (the latest measured of any bearing its timestamp)
+            received["latest"] = {**matching[-1][2], "inbound": matching[-1][1].name}
+            if received["latest"]["used"] == "exchange":
+                lines.append(f"{student}: submission {matching[-1][1].name}: {received['latest']['why']}")
         due, _ = calendar.effective_due(cal, assignment, student)
         dest = Path(course_root) / ONTIME / student / assignment
-        if due is None:
-            continue
-        limit = due + dt.timedelta(minutes=cal.policy(assignment).grace_minutes)
-        on_time = [s for s in subs if s[0] <= limit]
-        if subs[-1][0] <= limit or not on_time:
+        limit = None if due is None else due + dt.timedelta(minutes=cal.policy(assignment).grace_minutes)
+        on_time = [] if limit is None else [s for s in subs if s[0] <= limit]
+        if limit is None or subs[-1][0] <= limit or not on_time:
             if dest.exists():
                 shutil.rmtree(dest)
-            continue
-        when, folder = on_time[-1]
-        if dest.exists():
-            shutil.rmtree(dest)
-        refused = copy_regular_files(folder, dest, _uid_of(student))
-        lines.append(f"{student}: latest submission {calendar.iso(subs[-1][0])} is late; kept the on-time one of "
-                     f"{calendar.iso(when)} in {dest.relative_to(course_root)}")
-        lines += [f"{student}: {x}" for x in refused]
+        else:
+            when, folder, measured = on_time[-1]
+            if dest.exists():
+                shutil.rmtree(dest)
+            refused = copy_regular_files(folder, dest, _uid_of(student))
+            received["on_time"] = {**measured, "inbound": folder.name}
+            lines.append(f"{student}: latest submission {calendar.iso(subs[-1][0])} is late; kept the on-time one of "
+                         f"{calendar.iso(when)} in {dest.relative_to(course_root)}")
+            lines += [f"{student}: {x}" for x in refused]
+        path = received_path(course_root, assignment, student)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records.write_atomic(path, json.dumps(received, indent=1) + "\n")
     return lines
 
 

@@ -389,3 +389,76 @@ def test_each_student_gets_their_own_due_date_and_late_days_in_a_private_file(tm
     assert "hw: due Sat 2026-12-12 23:59" in shown and "your extension: medical" in shown
     assert "late days left for the term: 3 of 3" in shown
     assert "Thu 2026-12-10 23:59" in deadlines.text(deadlines.load("bob", exchange=str(exchange), course="course"))
+
+
+# --- the submission time: timestamp.txt bounded by the exchange's ctime --------------------------
+
+def _nbgrader_stamp(when: dt.datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")  # nbgrader's timestamp_format
+
+
+def _set_due(root: Path, when: dt.datetime, **policy) -> None:
+    what: list[str] = []
+    with cal_mod.transaction(root, what) as cal:
+        what.append(cal_mod.set_due(cal, "hw", when.isoformat(timespec="seconds"), policy or None))
+
+
+def _collect(root: Path, entry: Path, student: str) -> Path:
+    """What nbgrader's collect does with an inbound entry: a copy into submitted/ (new ctimes)."""
+    dest = root / "submitted" / student / "hw"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(entry, dest)
+    return dest
+
+
+def test_a_backdated_timestamp_counts_from_the_last_change_in_the_exchange(tmp_path):
+    """eve submits 25 h after the deadline with timestamp.txt (and the folder's name) set back
+    to an hour before it: the files' last change in the exchange, which she cannot set back,
+    is her submission time, and the record says so."""
+    root, exchange = tmp_path / "course", tmp_path / "exchange"
+    root.mkdir()
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    due = now - dt.timedelta(hours=25)
+    _set_due(root, due)  # default policy: 15 min grace, 10% per started day
+    entry = _inbound(exchange, "eve", _nbgrader_stamp(due - dt.timedelta(hours=1)), "eve late, backdated")
+    submitted = _collect(root, entry, "eve")
+    lines = late.keep_on_time(root, exchange, "course", "hw")
+    assert any(x.startswith("eve:") and "after the time in its timestamp.txt" in x for x in lines), lines
+    measured = late.collected_time(root, "hw", "eve", submitted)
+    assert measured["used"] == "exchange" and measured["timestamp"] == (due - dt.timedelta(hours=1)).isoformat()
+    assert dt.datetime.fromisoformat(measured["time"]) >= now - dt.timedelta(seconds=5)
+    record = {"assignment": "hw", "student": "eve", "score": 7.0, "max_score": 7.0, "submission_time": measured}
+    lt = late.apply_to_record(root, cal_mod.load(root), record, dt.datetime.fromisoformat(measured["time"]), None)["late"]
+    assert lt["lateness_s"] >= 25 * 3600 and lt["penalty"] == pytest.approx(1.4) and lt["final_score"] == pytest.approx(5.6)
+    assert lt["submitted_from"]["used"] == "exchange"
+    note = late.note_text(lt, 7.0)
+    assert "last changed in the exchange" in note and "Late penalty: -1.4 points" in note, note
+    # an honest submission: the copy's few seconds after timestamp.txt are no lateness
+    honest = _inbound(exchange, "fred", _nbgrader_stamp(now - dt.timedelta(seconds=30)), "fred")
+    assert late.submission_time(honest)["used"] == "timestamp.txt"
+
+
+def test_a_later_collect_or_copy_cannot_make_an_on_time_submission_late(tmp_path, monkeypatch):
+    """gil submits 2 s before the due date (no grace); the TA collects after it, twice, and
+    changes the copy: the time stays the inbound entry's, on time. Measuring the TA's copy
+    instead would have made it late (checked, so that the test can tell; no slack for the
+    submit's copy, so that seconds count)."""
+    import time
+
+    monkeypatch.setattr(late, "SLACK_S", 0.0)
+    root, exchange = tmp_path / "course", tmp_path / "exchange"
+    root.mkdir()
+    now = dt.datetime.now(UTC)
+    entry = _inbound(exchange, "gil", _nbgrader_stamp(now), "gil on time")
+    due = (now + dt.timedelta(seconds=2)).replace(microsecond=0) + dt.timedelta(seconds=1)
+    _set_due(root, due, grace_minutes=0, per="hour")
+    time.sleep(max(0.0, (due - dt.datetime.now(UTC)).total_seconds()) + 1.2)
+    for _ in range(2):  # collect, then collect again later
+        submitted = _collect(root, entry, "gil")
+        late.keep_on_time(root, exchange, "course", "hw")
+        os.chmod(submitted / "hw.ipynb", 0o640)  # the TA's copy changed after the due date
+        measured = late.collected_time(root, "hw", "gil", submitted)
+        assert measured["changed"] and dt.datetime.fromisoformat(measured["time"]) < due, measured
+        lt = late.late_object(cal_mod.load(root), "hw", "gil", dt.datetime.fromisoformat(measured["time"]), 7.0, 7.0, 0)
+        assert lt["lateness_s"] == 0 and lt["penalty"] == 0, lt
+    assert dt.datetime.fromisoformat(late.submission_time(submitted)["time"]) > due, "the copy's own time is late"
