@@ -75,6 +75,20 @@ def test_overlapping_tick_labels_are_reported():
     assert text_report(fig2)["overlaps"] == []
 
 
+def test_tick_labels_that_run_together_are_reported():
+    """Two labels on one row with no space between them read as one word ("Common CrawlWebText2", the
+    GPT-3 mixture chart as first built): reported even though their boxes do not overlap."""
+    names = ["Common Crawl", "WebText2", "Books1", "Books2", "Wikipedia"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax.bar(range(5), [410, 19, 12, 55, 3])
+    ax.set_xticks(range(5), names)
+    report = text_report(fig)
+    assert ("Common Crawl", "WebText2") in report["overlaps"], f"run-together labels not reported: {report}"
+    ax.set_xticks(range(5), [n.replace(" ", "\n") for n in names])  # the book's fix
+    assert text_report(fig)["overlaps"] == []
+    plt.close(fig)
+
+
 def test_figure_without_text_has_no_font():
     fig, ax = plt.subplots()
     ax.imshow([[0, 1], [1, 0]]); ax.axis("off")

@@ -134,16 +134,23 @@ def drawn_texts(fig) -> list[dict]:
     return texts
 
 
-def overlapping_texts(texts: list[dict], tolerance_px: float = 1.0) -> list[tuple[str, str]]:
-    """Pairs of texts (from :func:`drawn_texts`) whose boxes overlap by more than ``tolerance_px``
-    both ways."""
+# Two texts on one row closer than this fraction of their font size (about a space) read as one
+# word: "Common CrawlWebText2", two tick labels whose boxes touch without overlapping.
+MIN_WORD_GAP_EM = 0.25
+
+
+def overlapping_texts(texts: list[dict], tolerance_px: float = 1.0, dpi: float = 100.0) -> list[tuple[str, str]]:
+    """Pairs of texts (from :func:`drawn_texts`, boxes in px at ``dpi``) that collide: their boxes
+    overlap by more than ``tolerance_px`` both ways, or they share a row and the gap between them
+    is under ``MIN_WORD_GAP_EM`` of the smaller font size (they run together)."""
     pairs = []
     for i, a in enumerate(texts):
         for b in texts[i + 1:]:
             (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a["box"], b["box"]
-            dx = min(ax1, bx1) - max(ax0, bx0)
+            dx = min(ax1, bx1) - max(ax0, bx0)  # > 0: overlap, < 0: minus the gap
             dy = min(ay1, by1) - max(ay0, by0)
-            if dx > tolerance_px and dy > tolerance_px:
+            min_gap_px = MIN_WORD_GAP_EM * min(a["size_pt"], b["size_pt"]) * dpi / 72
+            if dy > tolerance_px and dx > -min_gap_px:
                 pairs.append((a["text"], b["text"]))
     return pairs
 
@@ -153,7 +160,7 @@ def text_report(fig) -> dict:
     overlapping pairs, number of texts."""
     texts = drawn_texts(fig)
     return {"dpi": float(fig.dpi), "min_font_pt": min((t["size_pt"] for t in texts), default=None),
-            "n_texts": len(texts), "overlaps": overlapping_texts(texts)}
+            "n_texts": len(texts), "overlaps": overlapping_texts(texts, dpi=float(fig.dpi))}
 
 
 def figure_png(fig) -> bytes:
