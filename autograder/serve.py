@@ -724,12 +724,22 @@ def run(args, course) -> int:
     signal.signal(signal.SIGTERM, lambda *_: service.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: service.stopping.set())
     print(f"serving checks before the deadline of {', '.join(args.assignment)} from {service.inbound} "
-          f"({args.workers} worker(s); state {state})", flush=True)
+          f"({args.workers} worker(s); state {state}; CPU used to prepare: {cpu_seconds():.1f} s)", flush=True)
     try:
         service.run()
     finally:
         service.stopping.set()
         grader.close()
         service.stop()
-    print("serve: stopped", flush=True)
+    print(f"serve: stopped (CPU used since start, grading workers and their sandboxes included: "
+          f"{cpu_seconds():.1f} s)", flush=True)
     return 0
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its children that have ended (the grading
+    workers, their sandboxes, nbgrader's generate): what the service has cost the machine."""
+    import resource
+
+    own, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime

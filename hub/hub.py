@@ -55,6 +55,9 @@ ACCOUNTS = HUB / "state" / "accounts.txt"
 STAFF_GROUP, STUDENT_GROUP = "lec4-staff", "lec4-students"
 USERS = {"instructor": STAFF_GROUP, "ta": STAFF_GROUP, "student1": STUDENT_GROUP, "student2": STUDENT_GROUP}
 ADMINS = {"instructor"}
+# H22: the assignments `python -m autograder serve` checks before the deadline (hub/jupyterhub_config.py's
+# managed service): every assignment of the course (each declares PRE_DEADLINE in its public spec)
+CHECKED_ASSIGNMENTS = tuple(sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()))
 ACCOUNT_COMMENT = "lec4 course hub account"
 INSTANCE_VAR = "LEC4_HUB_INSTANCE"  # in the environment of every process of one hub (its state folder)
 COURSE_LINK = "lec4-course"  # ~/lec4-course of instructor and TA -> the course folder  # marks the users this script created
@@ -433,6 +436,8 @@ def start(port: int) -> int:
         print(f"\nJupyterHub for {course_id()} is up at {url}  (started in {time.monotonic() - started:.1f} s)")
         print(f"  exchange: {where['exchange']}    course folder (staff): {where['course']}")
         print(f"  course repository for the launch buttons: file://{where['repo']}")
+        print(f"  checks before the deadline (managed service `python -m autograder serve`): state "
+              f"{where['state'] / 'serve'}, its answers in the log")
         print(f"  log: {where['log']}\n")
         print(f"  {'account':<11} {'role':<22} password")
         for user, group in USERS.items():

@@ -49,3 +49,19 @@ def role_config(spawner):
 
 
 c.Spawner.pre_spawn_hook = role_config
+
+# H22: checks before the deadline (`python -m autograder serve`, README "Checking before the deadline"),
+# a managed service: JupyterHub starts it with the hub (and again if it dies) and stops it with the hub
+# (SIGINT, then SIGTERM, SIGKILL). It runs as the hub's user (root: it reads every student's inbound
+# folder; its state, STATE/serve, is root-only); its grading workers carry the hub's instance mark, so
+# a stop leaves nothing behind. LEC4_CHECKS_PER_DAY (optional) overrides the specs' budget.
+c.JupyterHub.services = [{
+    "name": "checks-before-deadline",
+    "command": [sys.executable, "-m", "autograder", "--course-root", str(where["course"]), "--exchange",
+                str(where["exchange"]), "serve", *course_hub.CHECKED_ASSIGNMENTS, "--state", str(where["state"] / "serve"),
+                "--poll", "1", *(["--checks-per-day", os.environ["LEC4_CHECKS_PER_DAY"]]
+                                 if os.environ.get("LEC4_CHECKS_PER_DAY") else [])],
+    "cwd": str(course_hub.ROOT),
+    "environment": {course_hub.INSTANCE_VAR: os.environ[course_hub.INSTANCE_VAR],
+                    "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"},
+}]

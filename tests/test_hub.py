@@ -838,3 +838,148 @@ def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, ch
         assert f"{late['penalty']:g}" in row and f"{late['final_score']:g}/{record['max_score']:g} (latest)" in row, r.stdout
     finally:  # later tests see hw-conv without a due date in the past
         as_user(hub, "ta", *cli, "due", assignment, "2099-01-01T00:00Z")
+
+
+# ---------------------------------------------------------------- H22: checks before the deadline (autograder/serve.py)
+# The hub's managed service `python -m autograder serve` (hub/jupyterhub_config.py) answers each
+# submission through nbgrader's feedback exchange: Submit, then Fetch Feedback, as students already do.
+H22_TIMES: list[float] = []
+
+
+def _rope_source(wrong: bool) -> str:
+    """apply_rope as a student writes it: right, or the catalog's "ignores base" mistake (fails hidden checks)."""
+    if not wrong:
+        return solution_source("apply_rope")
+    text = (ROOT / "autograder" / "catalog" / "hw_attention" / "rope_base_ignored.py").read_text()
+    return text[text.index("def apply_rope"):]
+
+
+def _service_cpu(state: Path) -> tuple[int, float]:
+    """(pid, CPU seconds) of this hub's checks service: the process and its live descendants (user +
+    system, ended children included), read from /proc."""
+    mark, tick = f"{course_hub.INSTANCE_VAR}={state}".encode(), os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            procs[int(proc.name)] = (int(fields[1]), sum(int(v) for v in fields[11:15]) / tick)
+        except (OSError, ValueError, IndexError):
+            continue
+    service = [pid for pid in procs if b"autograder\0" in _read(f"/proc/{pid}/cmdline") and
+               b"\0serve\0" in _read(f"/proc/{pid}/cmdline") and mark in _read(f"/proc/{pid}/environ").split(b"\0")]
+    assert len(service) == 1, f"expected one checks service of this hub, found {service}"
+    tree, grew = set(service), True
+    while grew:
+        more = {pid for pid, (ppid, _) in procs.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return service[0], sum(procs[pid][1] for pid in tree if pid in procs)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+def test_checks_before_the_deadline_through_fetch_feedback(hub, chromium):
+    """Issue 22: student1 submits a wrong apply_rope (Assignments panel), presses Fetch Feedback and
+    reads which hidden checks failed; fixes it, resubmits, sees the change; a submission over the
+    budget gets the message at once; after the due date (the TA moves it) checks are closed. The
+    service's CPU (prepare + everything it graded so far) is printed."""
+    from urllib.parse import quote
+
+    course, exchange = hub["course"], hub["exchange"]
+    cli = [PY, "-m", "autograder", "--course-root", str(course), "--exchange", str(exchange)]
+    serving = re.compile(r"^serving checks before the deadline .*CPU used to prepare: ([\d.]+) s\)$", re.M)
+    deadline = time.monotonic() + 600  # the service prepares its own course when the hub starts
+    while not serving.search(hub["log"].read_text()):
+        assert time.monotonic() < deadline, "the hub's checks service is not serving: " + hub["log"].read_text()[-3000:]
+        time.sleep(1)
+    prepare_cpu = float(serving.search(hub["log"].read_text()).group(1))
+    service_pid, cpu_before = _service_cpu(hub["state"])
+    if not (exchange / course_hub.course_id() / "outbound" / ASSIGNMENT / NOTEBOOK).exists():  # run alone
+        r = as_user(hub, "instructor", *cli, "release", ASSIGNMENT)
+        assert r.returncode == 0, r.stdout + r.stderr
+    home = Path(pwd.getpwnam("student1").pw_dir)
+    cache = home / ".local" / "share" / "jupyter" / "nbgrader_cache" / course_hub.course_id()
+    feedback = home / ASSIGNMENT / "feedback"
+    context, page = login(chromium, hub, "student1")
+    try:
+        panel = open_assignments(page)
+        if not (home / ASSIGNMENT / NOTEBOOK).exists():
+            panel.get_by_role("button", name="Fetch", exact=True).click()
+            panel.locator("#fetched_assignments_list").get_by_text(ASSIGNMENT).first.wait_for()
+
+        def write(source: str) -> None:
+            model = api(page, hub, "student1", "GET", f"contents/{ASSIGNMENT}/{NOTEBOOK}")
+            cell = next(c for c in model["content"]["cells"]
+                        if c["metadata"].get("nbgrader", {}).get("grade_id") == "apply_rope")
+            cell["source"] = source
+            api(page, hub, "student1", "PUT", f"contents/{ASSIGNMENT}/{NOTEBOOK}",
+                {"type": "notebook", "format": "json", "content": model["content"]})
+
+        def submit_now() -> str:
+            """Submit in the panel; the new submission's timestamp (from student1's nbgrader cache)."""
+            before = set(cache.glob(f"student1+{ASSIGNMENT}+*"))
+            panel = open_assignments(page)
+            panel.get_by_role("button", name="Submit", exact=True).first.click()
+            deadline = time.monotonic() + 120
+            while not set(cache.glob(f"student1+{ASSIGNMENT}+*")) - before:
+                assert time.monotonic() < deadline, "the Submit button made no submission"
+                time.sleep(0.5)
+            return (set(cache.glob(f"student1+{ASSIGNMENT}+*")) - before).pop().name.split("+")[2]
+
+        def answer(stamp: str, timeout: float = 900) -> str:
+            """Press Fetch Feedback until the answer to the submission ``stamp`` is there; its text as shown."""
+            start = time.monotonic()
+            while not (feedback / stamp / f"{ASSIGNMENT}.html").exists():
+                assert time.monotonic() - start < timeout, f"no answer to {stamp} within {timeout:.0f} s"
+                panel = open_assignments(page)
+                panel.get_by_role("button", name="Fetch Feedback").first.click()
+                time.sleep(3)
+            H22_TIMES.append(round(time.monotonic() - start, 1))
+            view = context.new_page()
+            view.goto(f"{hub['url']}/user/student1/files/{ASSIGNMENT}/feedback/{quote(stamp)}/{ASSIGNMENT}.html",
+                      wait_until="networkidle")
+            text = view.inner_text("body")
+            shot(view, f"h22-check-{len(H22_TIMES)}")
+            view.close()
+            return text
+
+        def rope_part(text: str) -> list[str]:
+            """The answer's lines under its apply_rope heading (up to the next task's)."""
+            return text.split("\napply_rope\n", 1)[1].split("\ngqa_attention\n", 1)[0].splitlines()
+
+        write(_rope_source(wrong=True))
+        first = answer(submit_now())
+        assert "not your grade" in first, first
+        failed = [line for line in rope_part(first) if line.startswith("FAIL ")]
+        assert failed, first  # rope_hidden is declared "verdicts": the failed hidden checks by name
+        hidden = (ROOT / "autograder" / "suites" / "hw_attention.py").read_text()
+        release = (ROOT / "assignments" / ASSIGNMENT / NOTEBOOK).read_text()
+        leaked = [l.strip() for l in hidden.splitlines()
+                  if len(l.strip()) > 30 and l.strip() in first and json.dumps(l.strip())[1:-1] not in release]
+        assert not leaked, f"hidden test source in the answer: {leaked[:3]}"
+        write(_rope_source(wrong=False))
+        second = answer(submit_now())
+        rope = rope_part(second)
+        assert not [l for l in rope if l.startswith("FAIL")] and [l for l in rope if l.startswith("PASS")], second
+        left = int(re.search(r"in the last 24 hours: (\d+) of (\d+)", second).group(1))
+        stamps = [submit_now() for _ in range(left + 1)]  # the budget's rest, then one more
+        over = answer(stamps[-1], timeout=120)  # answered at once, not after the queued ones
+        assert "Not checked: you have used all" in over and "Your next check is available at" in over, over
+        # after the due date (the TA moves it into the past): no more checks
+        r = as_user(hub, "ta", *cli, "due", ASSIGNMENT, "2020-01-01T00:00Z")
+        assert r.returncode == 0, r.stdout + r.stderr
+        closed = answer(submit_now(), timeout=120)
+        assert "Checks before the deadline are closed" in closed and "Nothing was run" in closed, closed
+    finally:
+        as_user(hub, "ta", *cli, "due", ASSIGNMENT, "2099-01-01T00:00Z")  # later tests see an open assignment
+        context.close()
+    pid, cpu_after = _service_cpu(hub["state"])
+    assert pid == service_pid, "the checks service was restarted during the test (it died)"
+    print(f"[hub] H22 seconds from Submit to the answer fetched: {H22_TIMES}; the service's CPU: "
+          f"{prepare_cpu:.0f} s to prepare, {cpu_before - prepare_cpu:.0f} s for earlier tests' submissions, "
+          f"{cpu_after - cpu_before:.0f} s during this test", flush=True)
