@@ -233,11 +233,19 @@ def note_text(late: dict | None, max_score: float) -> str | None:
 
 
 def put_note(nb, late: dict | None, max_score: float) -> None:
-    """Replace (or add) the late note as the first cell of ``nb``; remove it when there is none."""
+    """Replace (or add) the late note as the first cell of ``nb``; remove it when there is none.
+    The notebook's due-date cell (``deadlines.show``, run by the grader where no student
+    calendar is) gets as its output what the late policy used, or a pointer to the note."""
     import nbformat
 
     nb.cells = [c for c in nb.cells if not c.get("metadata", {}).get(NOTE_KEY)]
     text = note_text(late, max_score)
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code" and "deadlines.show(" in cell.get("source", ""):
+            shown = ("As graded: see 'Due date and late policy' at the top of this feedback (your due date, "
+                     "when you submitted, the rule applied)." if text else
+                     "As graded: this assignment had no due date when it was graded.")
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=shown + "\n")]
     if text:
         cell = nbformat.v4.new_markdown_cell(text)
         cell.metadata[NOTE_KEY] = True

@@ -8,7 +8,9 @@ readable only by that student. In a notebook or a terminal of the course's Jupyt
     deadlines.show()                 # every assignment
     deadlines.show("hw-attention")   # one
 
-or ``python -m lec4.homework.deadlines [ASSIGNMENT]``. The exchange and course come from the
+or ``python -m lec4.homework.deadlines [ASSIGNMENT]``. The second cell of every homework notebook
+(``solutions/*/``, hence the release) calls :func:`show` for its assignment: run it, and
+the notebook shows your own due date where you work. The exchange and course come from the
 hub's environment (``LEC4_EXCHANGE``, ``LEC4_COURSE_ID``), else nbgrader's defaults.
 """
 from __future__ import annotations
@@ -36,6 +38,9 @@ def load(student: str | None = None, exchange: str | None = None, course: str | 
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if not path.parents[2].is_dir():  # no exchange at all: not in the course's hub
+            raise FileNotFoundError(f"no course calendar here ({path.parents[2]} does not exist): in the "
+                                    "course's JupyterHub this shows your own due date and late days left") from None
         raise FileNotFoundError(f"no calendar for you at {path} yet: the course staff has not published "
                                 "due dates (ask them, or check again later)") from None
 
@@ -58,11 +63,17 @@ def text(view: dict, assignment: str | None = None) -> str:
 
 
 def show(assignment: str | None = None, **where) -> None:
-    """Print your due date(s), extension and late days left."""
+    """Print your due date(s), extension and late days left (a line saying why not, never an
+    error: the first cell of every homework notebook calls it)."""
     try:
-        print(text(load(**where), assignment))
+        view = load(**where)
     except FileNotFoundError as err:
         print(err)
+        return
+    except (OSError, KeyError, ValueError) as err:  # unreadable, or not what the staff's tool writes
+        print(f"your calendar could not be read ({type(err).__name__}: {err}): ask the course staff")
+        return
+    print(text(view, assignment))
 
 
 if __name__ == "__main__":
