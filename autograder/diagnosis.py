@@ -14,10 +14,21 @@ solution cell can affect* (its scope: the cells of the function it breaks and of
 that call it, :func:`autograder.selfcheck.affected_cells`), whatever else they fail elsewhere (a
 second mistake in another function does not hide the first). Two entries that fail the same
 checks (e.g. two ways to get the scale wrong) both match: the report and the feedback name both.
-An entry that fails *every* check of its scope (a forbidden call, or a hidden suite too coarse to
-tell its mistake from a blank answer) is not identifiable from the checks: it never matches
-(``"identifiable": false`` in the file), and the report lists it as such. The description shown is the entry's one-line docstring; neither the signature's
-check names beyond what the student already sees nor any hidden input is revealed.
+A function that uses a forbidden call fails every check of that function (:mod:`autograder.engine.grading`),
+as a blank answer does; what tells them apart is the reason, so a signature also holds the forbidden
+names the entry's code uses in each function of its scope (:func:`forbidden_in`, THE rule of
+:func:`autograder.checks.forbidden_calls`, on the graded source the record keeps): an entry matches only
+a student whose code uses exactly those names there (none, for an entry that uses none). A caller
+without the graded source passes ``source=None``: then entries that use forbidden names are not
+matched (the failed checks' hints already name the forbidden calls). An entry whose failures are
+those of a blank answer (every check of its scope, no forbidden name) would not be identifiable: it
+is marked ``"identifiable": false`` and never matched; the hidden suites have checks fine enough
+that no entry is in that state today (tests/test_report.py). Entries that fail the same checks and
+use the same names are the same observable mistake for the suite: both are named (e.g.
+``gqa_missing_scale`` and ``gqa_scale_by_d``: only the size of the scale differs, and every check
+whose scores depend on the scale fails both). The description shown is the entry's one-line
+docstring; neither the signature's check names beyond what the student already sees nor any hidden
+input is revealed.
 
 A check is named ``"<grade_id>: <check name>"`` (:func:`check_id`), as in the grade records.
 Signatures are measured on the CPU; a check that only exists on one device (e.g. a CUDA
@@ -43,6 +54,7 @@ class CatalogMatch:
     breaks: str        # the solution cell (grade_id) it replaces
     checks: frozenset  # its signature: the check ids it fails
     scope: frozenset   # the grade cells it can affect
+    forbidden: frozenset = frozenset()  # its signature too: (function, forbidden name) it uses in its scope
 
 
 def check_id(grade_id: str, name: str) -> str:
@@ -77,8 +89,25 @@ def catalog_signatures(assignment: str) -> tuple[CatalogMatch, ...]:
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a signatures file ({err}); regenerate it with "
                          f"`python -m autograder selfcheck {assignment} --device cpu --signatures {path}`") from None
-    return tuple(CatalogMatch(name, e["description"], e["breaks"], frozenset(e["fails"]), frozenset(e["scope"]))
+    return tuple(CatalogMatch(name, e["description"], e["breaks"], frozenset(e["fails"]), frozenset(e["scope"]),
+                              frozenset((fn, n) for fn, names in e["forbidden"].items() for n in names))
                  for name, e in sorted(entries.items()) if e["fails"] and e["identifiable"])
+
+
+@lru_cache(maxsize=None)
+def _suite(assignment: str):
+    from autograder.suites import load_suite
+    return load_suite(assignment)
+
+
+def forbidden_in(assignment: str, source: str, cells=None) -> dict[str, list[str]]:
+    """``{function: sorted forbidden names}`` that ``source`` uses, for every function of the suite's
+    ``FORBIDDEN`` whose grade cells meet ``cells`` (all when None); [] for a clean function."""
+    from autograder.checks import forbidden_calls
+
+    suite = _suite(assignment)
+    functions = {fn for gid, (fn, _) in suite.GRADE_CELLS.items() if cells is None or gid in cells}
+    return {fn: sorted(names) for fn, names in forbidden_calls(source, suite.FORBIDDEN).items() if fn in functions}
 
 
 def unidentifiable(assignment: str) -> list[str]:
@@ -89,14 +118,24 @@ def unidentifiable(assignment: str) -> list[str]:
     return sorted(n for n, e in json.loads(path.read_text())["entries"].items() if not e["identifiable"])
 
 
-def likely_mistakes(assignment: str, failed_checks: set[str]) -> list[CatalogMatch]:
+def likely_mistakes(assignment: str, failed_checks: set[str], source: str | None) -> list[CatalogMatch]:
     """The catalog entries whose signature the failures match (see module doc), most specific
-    (most checks) first; [] when none does. ``failed_checks``: check ids (:func:`check_id`)."""
+    (most checks) first; [] when none does. ``failed_checks``: check ids (:func:`check_id`);
+    ``source``: the graded code (a record's ``source``), or None when unknown (then entries that
+    use forbidden names never match)."""
     failed = set(failed_checks)
+    uses = forbidden_in(assignment, source) if source is not None else None
     found = []
-    for entry in catalog_signatures(assignment):
-        if {c for c in failed if _cell(c) in entry.scope} == entry.checks:
-            found.append(entry)
+    for entry in catalog_signatures(assignment):  # the same checks failed, the same forbidden names used
+        if {c for c in failed if _cell(c) in entry.scope} != entry.checks:
+            continue
+        functions = {fn for gid, (fn, _) in _suite(assignment).GRADE_CELLS.items() if gid in entry.scope}
+        if uses is None:
+            if entry.forbidden:
+                continue
+        elif {(fn, n) for fn, names in uses.items() if fn in functions for n in names} != entry.forbidden:
+            continue
+        found.append(entry)
     # an entry whose scope is strictly inside another match's explains less of the same failures
     # (a wrong conv2d_backward also breaks the wiring cells: the wiring entry alone is not the cause)
     found = [e for e in found if not any(e.scope < other.scope for other in found)]
@@ -115,16 +154,19 @@ def measured_signatures(assignment: str, rows, entries) -> dict:
     missing = [e.name for e in entries if e.name not in by_name]
     if missing:
         raise ValueError(f"the self-check did not grade {missing}: run it on the whole catalog to write signatures")
+
+    def signature(e):
+        fails = {check_id(gid, name) for gid, name, _ in by_name[e.name].failed}
+        forbidden = forbidden_in(assignment, by_name[e.name].source, set(scopes[e.name]))
+        blank_like = fails == {c for c in every if _cell(c) in scopes[e.name]} and not any(forbidden.values())
+        return {"breaks": e.breaks, "description": e.doc.strip().splitlines()[0], "fails": sorted(fails),
+                "forbidden": {fn: names for fn, names in sorted(forbidden.items()) if names},
+                "scope": scopes[e.name], "identifiable": not blank_like}
     return {
         "assignment": assignment,
         "how": f"measured by `python -m autograder selfcheck {assignment} --device cpu --signatures FILE`; "
                "do not edit by hand",
-        "entries": {e.name: {"breaks": e.breaks, "description": e.doc.strip().splitlines()[0],
-                             "fails": sorted(check_id(gid, name) for gid, name, _ in by_name[e.name].failed),
-                             "scope": scopes[e.name],
-                             "identifiable": {check_id(gid, name) for gid, name, _ in by_name[e.name].failed}
-                             != {c for c in every if _cell(c) in scopes[e.name]}}
-                    for e in entries},
+        "entries": {e.name: signature(e) for e in entries},
     }
 
 

@@ -353,7 +353,7 @@ class TrustedVerdicts(NbGraderPreprocessor):
         resources.setdefault("autograder", {})["cells"] = cells
         # the known mistake the failures match (H23, autograder/diagnosis.py): named in its cells
         mistakes = diagnosis.likely_mistakes(resources["nbgrader"]["assignment"], {
-            diagnosis.check_id(gid, r.name) for gid, c in cells.items() for r in c.results if not r.passed})
+            diagnosis.check_id(gid, r.name) for gid, c in cells.items() for r in c.results if not r.passed}, code)
         for cell in nb.cells:
             if is_graded_test(cell):
                 verdict = cells.get(cell.metadata["nbgrader"].get("grade_id"))

@@ -7,9 +7,10 @@ could not be graded; the reason is the pre-flight check's, or the last line of i
 - score distribution per task (graded function) and in total (the late-adjusted
   ``late.final_score`` when a record carries H21's ``late`` object, else ``score``);
 - the pass rate of every hidden check;
-- **mistakes by name**: students whose failed checks match a catalog entry's measured
-  signature (:func:`autograder.diagnosis.likely_mistakes`), with its one-line description,
-  and the students with failures that match no entry;
+- **mistakes by name**: students whose failed checks (and forbidden calls, read from the record's
+  graded ``source``) match a catalog entry's measured signature
+  (:func:`autograder.diagnosis.likely_mistakes`), with its one-line description, and the students
+  with failures that match no entry;
 - **suspect checks**: a check that is the *only* failure of at least :data:`SUSPECT_MIN`
   students (and of at least :data:`SUSPECT_SHARE` of the graded class): maybe the check, not
   the students, is wrong;
@@ -104,7 +105,7 @@ def class_facts(course_root: Path, assignment: str) -> dict:
                 row["graded"] += 1
                 row["passed"] += bool(check["passed"])
         failed = diagnosis.failed_checks(rec)
-        mistakes = diagnosis.likely_mistakes(assignment, failed)
+        mistakes = diagnosis.likely_mistakes(assignment, failed, rec["source"])
         late = rec.get("late") if isinstance(rec.get("late"), dict) else None
         students.append({
             "student": name, "score": float(rec["score"]), "max_score": float(rec["max_score"]),
@@ -359,8 +360,8 @@ def render_html(facts: dict) -> str:
     else:
         parts.append("<p>No student's failures match a catalog entry.</p>")
     if facts["unidentifiable"]:
-        parts.append("<p>Not identifiable from the hidden checks (they fail every check of their cells, as a "
-                     "blank answer does), so never named: " + ", ".join(f"<code>{_e(x)}</code>"
+        parts.append("<p>Not identifiable from the hidden checks (they fail every check of their cells and use no "
+                     "forbidden call, as a blank answer does), so never named: " + ", ".join(f"<code>{_e(x)}</code>"
                                                                        for x in facts["unidentifiable"]) + ".</p>")
     parts.append(f"<p>Failures matching no known mistake ({len(facts['unmatched'])} students): "
                  + (", ".join(f"<span class=\"unmatched\">{_e(x)}</span>" for x in facts["unmatched"]) or "none")

@@ -40,7 +40,8 @@ KINDS = [
     ("hw-conv", "gradient", "wiring_missing_none", r"^conv2d_layer gradients"),
     ("hw-conv", "device", "conv_cpu_tensors", r"^conv2d_backward keeps outputs on the inputs' device"),
     ("hw-conv", "forbidden call", "conv_uses_torch_grad", r"uses forbidden calls: conv2d_input, conv2d_weight"),
-]  # hw-conv has no memory or inputs-unchanged checks
+    ("hw-conv", "inputs unchanged", "conv_modifies_weight", r"argument 2 was modified in place"),
+]  # hw-conv has no memory checks; its value checks require unchanged inputs
 # Which graded cells each hw-conv solution cell feeds (written out by hand, the reference for
 # selfcheck.affected_cells, which derives them from the code): the CNN runs through all three.
 HW_CONV_CELLS_USING = {
@@ -92,6 +93,36 @@ def test_the_dense_sliding_window_loses_only_its_memory_check():
     row = rows_of("hw-attention")["swa_dense_masked"]
     assert [(gid, name) for gid, name, _ in row.failed] == [("swa_hidden_memory", "memory O(T*w) at T=6001, w=64")]
     assert "peak memory grew by" in row.failed[0][2]
+
+
+# hw-conv's finer hidden checks (each gradient alone, window maxima at a known place, one layer's wiring
+# at a time), in the cell of the function each entry breaks: which of them the entry fails, so that
+# entries are told from a blank answer and from each other.
+FINE_CHECKS = r"alone \(|each maximum at|windows of one element|, with (conv|maxpool)2d_backward's values$"
+FINE_CELL = {"conv": "test_conv2d_backward_hidden", "pool": "test_maxpool2d_backward_hidden", "wiring": "test_wiring"}
+FINE_FAILED = {
+    "conv_modifies_weight": set(),  # right values, but every full value check sees the weight modified
+    "conv_bias_wrong_axes": {"grad_bias alone"},
+    "conv_unflipped_kernel": {"grad_x alone"},
+    "pool_averaged": {"top-left corner", "bottom-right corner"},  # only windows of one element average right
+    "pool_first_element": {"bottom-right corner"},
+    "pool_row_col_swapped": set(),  # the argmax transposed: right wherever it sits on the window's diagonal
+    "wiring_missing_none": {"conv2d_layer gradients: stride 1, padding 2, with maxpool2d_backward's values"},
+}
+
+
+@pytest.mark.parametrize("entry", sorted(FINE_FAILED))
+def test_finer_hw_conv_checks_tell_each_mistake_apart(entry):
+    rows = rows_of("hw-conv")
+    cell = FINE_CELL[entry.split("_")[0]]
+    fine = {r.name for r in rows["reference"].cells[cell].results if re.search(FINE_CHECKS, r.name)}
+    assert len(fine) == {"conv": 3, "pool": 3, "wiring": 2}[entry.split("_")[0]]
+    assert fine <= {name for gid, name, _ in rows["blank release"].failed if gid == cell}  # a blank fails them all
+    failed = {name for gid, name, _ in rows[entry].failed if gid == cell and name in fine}
+    assert {f for f in failed if not any(part in f for part in FINE_FAILED[entry])} == set(), failed
+    assert all(any(part in f for f in failed) for part in FINE_FAILED[entry]), failed
+    if entry == "conv_modifies_weight":
+        assert any("was modified in place" in (hint or "") for _, _, hint in rows[entry].failed)
 
 
 def test_affected_cells_follow_the_calls_of_the_reference():

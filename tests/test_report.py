@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import functools
 import json
 import shutil
 import subprocess
@@ -64,7 +65,7 @@ def graded_class(request, shared, tmp_path_factory):
     # the e2e class generator's students, as submitted folders
     source_nb = ROOT / "solutions" / assignment / suite.NOTEBOOK
     drafts = course / "drafts"
-    make_class(source_nb, ROOT / "assignments" / assignment / suite.NOTEBOOK, suite, drafts)
+    expected = make_class(source_nb, ROOT / "assignments" / assignment / suite.NOTEBOOK, suite, drafts)
     chosen = [s.name for s in drafts.iterdir() if s.name.startswith(E2E_GRADED) or s.name in UNGRADABLE]
     for student in chosen:
         shutil.copytree(drafts / student, course / "submitted" / student / assignment)
@@ -79,6 +80,11 @@ def graded_class(request, shared, tmp_path_factory):
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(grade_one, [s for s in chosen if s not in UNGRADABLE]))
     shutil.rmtree(drafts)
+    # the e2e class's expected scores (whole functions lost, read from GRADE_CELLS) hold for the
+    # hidden suite's finer checks too: no check of a blank function passes
+    recs = _records(course, assignment)
+    assert {s: recs[s]["score"] for s in chosen if s not in UNGRADABLE} == pytest.approx(
+        {s: expected[s] for s in chosen if s not in UNGRADABLE})
     return course, assignment, students
 
 
@@ -97,24 +103,83 @@ def test_signatures_committed_equal_what_selfcheck_measures(shared):
             f"{assignment} --device cpu --signatures {diagnosis.signatures_path(assignment).relative_to(ROOT)}`")
 
 
+@functools.lru_cache(maxsize=None)
+def _sources(assignment: str) -> dict[str, str]:
+    """The graded code of every catalog entry (the instructor's notebook with the entry's cell), and of
+    the reference and the blank release: what the self-check grades, built without grading."""
+    from autograder.notebook import read_notebook, submission_source
+
+    suite = load_suite(assignment)
+    reference = read_notebook(ROOT / "solutions" / assignment / suite.NOTEBOOK)
+    found = {e.name: submission_source(reference, selfcheck.with_cell(reference, e.breaks, e.source))
+             for e in selfcheck.load_catalog(assignment)}
+    found["reference"] = submission_source(reference)
+    found["blank release"] = submission_source(reference, ROOT / "assignments" / assignment / suite.NOTEBOOK)
+    return found
+
+
+def _source_with(assignment: str, *names: str) -> str:
+    """The graded code of the instructor's notebook with the cells of several catalog entries."""
+    from autograder.notebook import read_notebook, submission_source
+
+    reference = read_notebook(ROOT / "solutions" / assignment / load_suite(assignment).NOTEBOOK)
+    catalog = {e.name: e for e in selfcheck.load_catalog(assignment)}
+    nb = reference
+    for name in names:
+        nb = selfcheck.with_cell(nb, catalog[name].breaks, catalog[name].source)
+    return submission_source(reference, nb)
+
+
+# Entries the hidden checks cannot tell apart: the same observable mistake for the suite (every check
+# fails both or neither); the report names both. Any other shared signature is a test failure.
+SAME_OBSERVABLE = {
+    # only the size of the scale differs (1 vs 1/D instead of 1/sqrt(D)): every check whose scores depend
+    # on the scale fails both, the one with one-dimensional heads (1/sqrt(1) = 1/1 = 1) passes both
+    frozenset({"gqa_missing_scale", "gqa_scale_by_d"}),
+}
+
+
+def test_every_catalog_entry_is_identifiable_and_told_apart():
+    """No entry fails exactly what a blank answer fails (it could never be named), and entries share a
+    signature (the same checks failed, the same forbidden names used) only where SAME_OBSERVABLE says."""
+    for assignment in ASSIGNMENTS:
+        assert diagnosis.unidentifiable(assignment) == [], (
+            f"{assignment}: entries failing every check of their cells, as a blank answer does: "
+            f"{diagnosis.unidentifiable(assignment)}")
+        groups: dict[tuple, set[str]] = {}
+        for entry in diagnosis.catalog_signatures(assignment):
+            groups.setdefault((entry.checks, entry.forbidden), set()).add(entry.name)
+        shared = {frozenset(names) for names in groups.values() if len(names) > 1}
+        assert shared <= SAME_OBSERVABLE, f"{assignment}: entries with one signature: {shared - SAME_OBSERVABLE}"
+
+
 def test_each_entry_matches_itself_and_correct_work_matches_nothing():
     for assignment in ASSIGNMENTS:
         entries = diagnosis.catalog_signatures(assignment)
+        sources = _sources(assignment)
         assert len(entries) + len(diagnosis.unidentifiable(assignment)) == len(selfcheck.load_catalog(assignment))
         assert len(entries) >= 10
         for entry in entries:
-            assert entry.name in {m.name for m in diagnosis.likely_mistakes(assignment, set(entry.checks))}
+            source = sources[entry.name]
+            assert entry.name in {m.name for m in diagnosis.likely_mistakes(assignment, set(entry.checks), source)}
             # one more failure in the entry's own cells is another pattern
             extra = {diagnosis.check_id(next(iter(entry.scope)), "some other check")}
-            assert entry.name not in {m.name for m in diagnosis.likely_mistakes(assignment, set(entry.checks) | extra)}
-        assert diagnosis.likely_mistakes(assignment, set()) == []
+            assert entry.name not in {m.name for m in
+                                      diagnosis.likely_mistakes(assignment, set(entry.checks) | extra, source)}
+            if entry.forbidden:  # the same failures without the forbidden call (a blank answer's) are not it
+                assert entry.name not in {m.name for m in diagnosis.likely_mistakes(
+                    assignment, set(entry.checks), sources["blank release"])}
+                assert entry.name not in {m.name for m in diagnosis.likely_mistakes(
+                    assignment, set(entry.checks), None)}
+        assert diagnosis.likely_mistakes(assignment, set(), sources["reference"]) == []
     # a second mistake in an unrelated function does not hide the first (hw-attention's three functions
     # have disjoint cells; hw-conv's both feed the CNN cells, so there a second mistake changes the pattern)
     entries = diagnosis.catalog_signatures("hw-attention")
     for entry in entries:
         other = next(e for e in entries if not (e.scope & entry.scope))
         both = set(entry.checks) | set(other.checks)
-        assert {entry.name, other.name} <= {m.name for m in diagnosis.likely_mistakes("hw-attention", both)}
+        source = _source_with("hw-attention", entry.name, other.name)
+        assert {entry.name, other.name} <= {m.name for m in diagnosis.likely_mistakes("hw-attention", both, source)}
 
 
 def test_report_names_each_catalog_entry_student_under_its_mistake(graded_class):
@@ -122,10 +187,9 @@ def test_report_names_each_catalog_entry_student_under_its_mistake(graded_class)
     facts = report.class_facts(course, assignment)
     named = {m["entry"]: set(m["students"]) for m in facts["mistakes"]}
     descriptions = {e.name: e.doc.strip().splitlines()[0] for e in selfcheck.load_catalog(assignment)}
-    hidden = set(diagnosis.unidentifiable(assignment))  # fail every check of their cells, as a blank answer does
-    assert facts["unidentifiable"] == sorted(hidden) and not hidden & set(named)
-    for student, entry in students.items():
-        if entry is not None and entry not in hidden:
+    assert facts["unidentifiable"] == []
+    for student, entry in students.items():  # every entry of the catalog, forbidden calls included
+        if entry is not None:
             assert student in named.get(entry, set()), f"{student} not named under {entry}: {named.get(entry)}"
     for m in facts["mistakes"]:
         assert m["description"] == descriptions[m["entry"]]
@@ -215,9 +279,8 @@ def test_report_json_and_bad_input(graded_class, tmp_path):
     per = {s["student"]: s for s in facts["students"]}
     for name, rec in recs.items():
         assert per[name]["final_score"] == rec.get("late", {}).get("final_score", rec["score"])
-    hidden = set(diagnosis.unidentifiable(assignment))
     for student, entry in students.items():
-        if entry and entry not in hidden:
+        if entry:
             assert entry in per[student]["mistakes"]
     empty = _cli(tmp_path, "report", assignment)
     assert empty.returncode == 2 and "no grade records" in empty.stderr and "autograde" in empty.stderr

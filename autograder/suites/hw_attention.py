@@ -121,6 +121,7 @@ def rope_checks(device: str) -> list[Check]:
     rng = random.Random(4231)
     shapes = [(1, 1, 1, 2), (1, 3, 7, 6), (2, 2, 9, 128), (1, 4, 33, 32)]
     shapes += [(rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 40), 2 * rng.randint(1, 48)) for _ in range(3)]
+    shapes.append((1, 2, 9, 2))  # one pair, theta_0 = 1 whatever the base: the pairing and exponent cannot matter
     for n, shape in enumerate(shapes):
         x = random_tensor(shape, torch.float32, 100 + n)
         checks.append(_rope_value("rope_hidden", f"float32 {shape}, positions from 0", x, torch.arange(shape[2]), device))
@@ -129,7 +130,7 @@ def rope_checks(device: str) -> list[Check]:
     positions = torch.tensor([7, 0, 2900, 3, 3, 1024, 65, 12, 4500, 1])
     x = random_tensor((1, 2, 10, 16), torch.float32, 121)
     checks.append(_rope_value("rope_hidden", "float32, arbitrary positions", x, positions, device))
-    for base in (500000.0, 100.0):
+    for base in (500000.0, 100.0, 1.0):  # base 1: every pair turns at theta = 1 (the exponent cannot matter)
         x = random_tensor((1, 2, 9, 32), torch.float32, 122)
         checks.append(_rope_value("rope_hidden", f"float32, base={base:g}", x, torch.arange(40, 49), device, base))
     for n, dtype in enumerate((torch.float16, torch.bfloat16)):
@@ -196,6 +197,7 @@ def gqa_checks(device: str) -> list[Check]:
         T = rng.randint(1, 24)
         cases.append((rng.randint(1, 2), Hkv * rng.randint(1, 4), Hkv, T, T + rng.randint(0, 9),
                       2 * rng.randint(2, 24), True))
+    cases.append((1, 4, 2, 6, 6, 1, True))  # one-dimensional heads: 1/sqrt(D) = 1, only the softmax's axis matters
     for n, (B, Hq, Hkv, T, S, D, causal) in enumerate(cases):
         q, k, v = _qkv(B, Hq, Hkv, T, S, D, torch.float32, 200 + 3 * n)
         checks.append(_gqa_value("gqa_hidden", f"float32 Hq={Hq} Hkv={Hkv} T={T} S={S} D={D} causal={causal}",
@@ -251,6 +253,7 @@ def swa_checks(device: str) -> list[Check]:
         Hkv = rng.randint(1, 3)
         cases.append((rng.randint(1, 2), Hkv * rng.randint(1, 3), Hkv, rng.randint(2, 70), 2 * rng.randint(2, 16),
                       2 * rng.randint(1, 20)))
+    cases.append((1, 4, 2, 9, 8, 16))  # T = w/2 + 1: every query sees its whole past, the last one just
     for n, (B, Hq, Hkv, T, D, w) in enumerate(cases):
         q, k, v = _qkv(B, Hq, Hkv, T, T, D, torch.float32, 300 + 3 * n)
         checks.append(_swa_value("swa_hidden", f"float32 Hq={Hq} Hkv={Hkv} T={T} D={D} w={w}", q, k, v, w, device))

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from autograder.checks import (Call, Check, Outcome, all_of, anchor_property_checks, assert_close, autograd_reference,
-                               device_check, expect_ok, gradient_check, raises_check, tensor_of, value_check)
+                               device_check, expect_device, expect_ok, gradient_check, output_items, raises_check,
+                               tensor_of, value_check)
 from lec4.homework.hw_conv import (ASSIGNMENT, CONV_CASES, FORBIDDEN, GRADE_CELLS, NOTEBOOK,  # noqa: F401
                                    POOL_CASES, TOLERANCES, init_cnn_params)
 
@@ -83,6 +84,15 @@ def tie_free(shape, gen: torch.Generator, dtype=torch.float64) -> torch.Tensor:
     return ((torch.randperm(n, generator=gen).to(dtype) / n - 0.5) * 4).reshape(shape)
 
 
+def peaked(N: int, C: int, rows: int, cols: int, k: int, place: int, gen: torch.Generator) -> torch.Tensor:
+    """A tie-free (N, C, rows*k, cols*k) input cut into k x k windows whose maximum sits at the same place
+    of every window: ``place`` = row * k + column inside the window."""
+    windows = tie_free((N, C, rows, cols, k * k), gen).sort(dim=-1, descending=True).values
+    placed = torch.empty_like(windows)
+    placed[..., [place] + [i for i in range(k * k) if i != place]] = windows   # the largest goes to `place`
+    return placed.reshape(N, C, rows, cols, k, k).permute(0, 1, 2, 4, 3, 5).reshape(N, C, rows * k, cols * k)
+
+
 def pool_case(cfg, seed: int):
     """Inputs (grad_out, x) in float64 (x tie-free) and autograd's grad_x."""
     N, C, H, W, k, s = cfg
@@ -109,6 +119,28 @@ def conv_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dt
                        unchanged=True)
 
 
+CONV_PARTS = ("grad_x", "grad_weight", "grad_bias")  # what conv2d_backward returns, in order
+
+
+def conv_part_check(grade_id: str, cfg, seed: int, device: str, part: str) -> Check:
+    """One of the three gradients alone equals autograd's (float64), inputs unchecked: says which of them
+    is wrong (a mistake in grad_x leaves grad_weight and grad_bias right) and credits each right one."""
+    args = conv_inputs(cfg, seed)
+    index = CONV_PARTS.index(part)
+    expected = conv_reference(*args, cfg[7], cfg[8])[index]
+    label = f"{part} alone ({_describe_conv(cfg)}, float64)"
+    call = Call("conv2d_backward", args, {"stride": cfg[7], "padding": cfg[8]}, device=device)
+
+    def verify(outcomes: list[Outcome]) -> str | None:
+        (outcome,) = outcomes
+        expect_ok(outcome)
+        item = output_items(outcome.output, len(CONV_PARTS), "conv2d_backward")[index]
+        expect_device(item, device, part)
+        assert_close(item, expected, *TOL[torch.float64], what=label)
+        return None
+    return Check(grade_id, f"conv2d_backward {label}", [call], verify, kind="value")
+
+
 def meta_check(grade_id: str, function: str, args: list, kwargs: dict, shapes: list[tuple], label: str) -> Check:
     """Run on the meta device: every (float32) output must stay there (no tensor created on the CPU)."""
     return device_check(grade_id, f"{function} keeps outputs on the inputs' device: {label}",
@@ -132,6 +164,18 @@ def pool_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dt
                        what=f"grad_x ({label})", unchanged=True)
 
 
+def pool_known_max_check(grade_id: str, name: str, x: torch.Tensor, k: int, s: int, seed: int, device: str) -> Check:
+    """grad_x equals autograd's (float64) on an input whose window maxima sit where ``name`` says."""
+    leaf = x.clone().requires_grad_()
+    out = F.max_pool2d(leaf, k, s)
+    grad_out = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    out.backward(grad_out)
+    label = f"{name}: {_describe_pool((*x.shape, k, s))}"
+    return value_check(grade_id, f"maxpool2d_backward values, {label}",
+                       Call("maxpool2d_backward", [grad_out, x, k, s], device=device), leaf.grad,
+                       TOL[torch.float64], what=f"grad_x ({label})")
+
+
 def conv_checks(device: str) -> list[Check]:
     checks = [conv_value_check("test_conv2d_backward_visible", cfg, 100 + i, device, torch.float64)
               for i, cfg in enumerate(CONV_VISIBLE)]
@@ -149,6 +193,8 @@ def conv_checks(device: str) -> list[Check]:
         shapes = [tuple(x.shape), tuple(weight.shape), (weight.shape[0],)]
         checks.append(meta_check(hidden, "conv2d_backward", [grad_out.float(), x.float(), weight.float()],
                                  {"stride": cfg[7], "padding": cfg[8]}, shapes, _describe_conv(cfg)))
+    # each gradient alone (C != F, stride 2, padding 1): a wrong one is told apart from the others
+    checks += [conv_part_check(hidden, CONV_HIDDEN[1], 450, device, part) for part in CONV_PARTS]
     grad_out, x, weight = conv_inputs(CONV_HIDDEN[1], 500)
     checks.append(error_check(hidden, "conv2d_backward", [grad_out[:, :, :-1], x, weight],
                               {"stride": 2, "padding": 1}, "grad_out with one row too few", device))
@@ -172,6 +218,15 @@ def pool_checks(device: str) -> list[Check]:
         (grad_out, x), _ = pool_case(cfg, 900 + i)
         checks.append(meta_check(hidden, "maxpool2d_backward", [grad_out.float(), x.float(), cfg[4], cfg[5]], {},
                                  [tuple(x.shape)], _describe_pool(cfg)))
+    # inputs whose window maxima sit at a known place (non-overlapping windows), and windows of one
+    # element: the wrong element (first, transposed) or the wrong rule (an average) fail differently
+    gen = torch.Generator().manual_seed(960)
+    checks.append(pool_known_max_check(hidden, "each maximum at its window's top-left corner",
+                                       peaked(2, 3, 3, 3, 2, 0, gen), 2, 2, 961, device))
+    checks.append(pool_known_max_check(hidden, "each maximum at its window's bottom-right corner",
+                                       peaked(2, 2, 3, 2, 3, 8, gen), 3, 3, 962, device))
+    checks.append(pool_known_max_check(hidden, "windows of one element", tie_free((2, 2, 5, 7), gen), 1, 2, 963,
+                                       device))
     (grad_out, x), _ = pool_case(POOL_HIDDEN[2], 950)
     checks.append(error_check(hidden, "maxpool2d_backward", [grad_out[:, :, :, :-1], x, 3, 2], {},
                               "grad_out with one column too few", device))
@@ -209,7 +264,13 @@ def wiring_checks(device: str) -> list[Check]:
     # The wiring is one piece of work: each check pairs a conv layer with a pool layer, so the
     # cell is worth nothing while either backward function is missing.
     conv, pool = checks[:2], checks[2:]
-    return [all_of(f"{c.name} and {p.name}", c, p) for c, p in zip(conv, pool)]
+    paired = [all_of(f"{c.name} and {p.name}", c, p) for c, p in zip(conv, pool)]
+    # Each layer's wiring alone, paired with the other backward function called directly (so still
+    # nothing while either is missing): a mistake in one autograd.Function is told from a blank cell.
+    conv_direct = conv_value_check("test_wiring", CONV_HIDDEN[0], 1010, device, torch.float64)
+    pool_direct = pool_value_check("test_wiring", POOL_HIDDEN[0], 1011, device, torch.float64)
+    return paired + [all_of(f"{conv[1].name}, with maxpool2d_backward's values", conv[1], pool_direct),
+                     all_of(f"{pool[1].name}, with conv2d_backward's values", pool[1], conv_direct)]
 
 
 def reference_cnn_logits(x, conv1_w, conv1_b, conv2_w, conv2_b, fc_w, fc_b):
