@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book pdf test env check-python check-system lock clean hub hub-stop
+.PHONY: book pdf test env check-python check-system lock clean hub hub-slurm hub-stop
 
 check-python:
 	@$(PYTHON) tools/check_python.py
@@ -32,7 +32,7 @@ check-system:
 # loadfile: a file's tests share a worker (the e2e classes run one after the other, each
 # catalog is graded once); the book is built once for all workers (tests/conftest.py).
 test: env check-system hub/node_modules/.package-lock.json
-	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # The course in a local multi-user JupyterHub (as root; README "JupyterHub"). Ctrl-C or `make hub-stop` ends it.
 HUB_PORT ?= 8000
@@ -42,6 +42,11 @@ hub/node_modules/.package-lock.json: hub/package.json hub/package-lock.json
 
 hub: env hub/node_modules/.package-lock.json
 	$(PY) hub/hub.py start --port $(HUB_PORT)
+
+# The same hub with every user's server a Slurm job (batchspawner; README "The hub beyond one machine"):
+# needs a Slurm that `sinfo` reaches (SLURM_CONF=... for a cluster's own configuration).
+hub-slurm: env hub/node_modules/.package-lock.json
+	$(PY) hub/hub.py start --port $(HUB_PORT) --spawner slurm
 
 hub-stop:
 	@$(PY) hub/hub.py stop

@@ -53,12 +53,19 @@ STATE = Path(os.environ.get("LEC4_HUB_STATE", HUB / "state")).resolve()
 # the OS users are shared by every hub of this checkout (tests run their own): one password file
 ACCOUNTS = HUB / "state" / "accounts.txt"
 STAFF_GROUP, STUDENT_GROUP = "lec4-staff", "lec4-students"
-USERS = {"instructor": STAFF_GROUP, "ta": STAFF_GROUP, "student1": STUDENT_GROUP, "student2": STUDENT_GROUP}
+STUDENTS_VAR = "LEC4_HUB_STUDENTS"  # how many student accounts: student1 .. studentN (default 2; the load test: 20+)
+_N = os.environ.get(STUDENTS_VAR, "2")
+STUDENTS = int(_N) if _N.isdigit() and 1 <= int(_N) <= 500 else 0  # 0: refused by start() with a clear error
+USERS = {"instructor": STAFF_GROUP, "ta": STAFF_GROUP,
+         **{f"student{i}": STUDENT_GROUP for i in range(1, STUDENTS + 1)}}
 ADMINS = {"instructor"}
 # H22: the assignments `python -m autograder serve` checks before the deadline (hub/jupyterhub_config.py's
 # managed service): every assignment of the course (each declares PRE_DEADLINE in its public spec)
 CHECKED_ASSIGNMENTS = tuple(sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()))
 ACCOUNT_COMMENT = "lec4 course hub account"
+SPAWNER_VAR = "LEC4_HUB_SPAWNER"  # "local" (LocalProcessSpawner) or "slurm" (hub/slurm_spawner.py)
+CULL_VAR = "LEC4_CULL_TIMEOUT"  # seconds without activity before jupyterhub-idle-culler stops a server
+DEFAULT_CULL_TIMEOUT = 3600
 INSTANCE_VAR = "LEC4_HUB_INSTANCE"  # in the environment of every process of one hub (its state folder)
 COURSE_LINK = "lec4-course"  # ~/lec4-course of instructor and TA -> the course folder  # marks the users this script created
 DEFAULT_PORT = 8000
@@ -93,6 +100,14 @@ def course_id() -> str:
 
 
 # ---------------------------------------------------------------- preconditions
+def cull_timeout() -> int:
+    """Idle seconds before a user's server is stopped (``LEC4_CULL_TIMEOUT``, default 1 h)."""
+    value = os.environ.get(CULL_VAR, str(DEFAULT_CULL_TIMEOUT))
+    if not value.isdigit() or int(value) < 10:
+        raise HubError(f"{CULL_VAR}={value!r}: expected a whole number of seconds >= 10")
+    return int(value)
+
+
 def check_root() -> None:
     """Creating OS users and starting servers as them needs root: say exactly what fails."""
     if os.geteuid() != 0:
@@ -308,13 +323,27 @@ def ensure_course_repository(repo: Path) -> None:
 
 
 # ---------------------------------------------------------------- the hub process
-def hub_environment(port: int, where: dict[str, Path]) -> dict[str, str]:
+def hub_environment(port: int, where: dict[str, Path], spawner: str = "local") -> dict[str, str]:
     """What hub/jupyterhub_config.py reads (it has no other source for these values)."""
     return {**os.environ, "LEC4_HUB_PORT": str(port), "LEC4_HUB_STATE": str(where["state"]),
             "LEC4_COURSE_ID": course_id(), "LEC4_HUB_PROXY": str(PROXY),
             "LEC4_HUB_API_PORT": str(free_port()), "LEC4_PROXY_API_PORT": str(free_port()),
-            INSTANCE_VAR: str(where["state"]),
+            INSTANCE_VAR: str(where["state"]), SPAWNER_VAR: spawner,
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+
+def check_slurm() -> None:
+    """The Slurm mode needs a Slurm the hub can submit to: ``sinfo`` must answer (``SLURM_CONF``
+    names the cluster's configuration when it is not the system's)."""
+    sinfo = shutil.which("sinfo")
+    if sinfo is None:
+        raise HubError("make hub-slurm: error: Slurm's client commands (sinfo, sbatch) are not installed; "
+                       "Debian: apt-get install slurm-wlm, or use `make hub` (servers on this machine)")
+    reply = subprocess.run([sinfo, "-h", "-o", "%P %a %D"], capture_output=True, text=True, timeout=30)
+    if reply.returncode != 0 or not reply.stdout.strip():
+        raise HubError("make hub-slurm: error: Slurm does not answer (`sinfo` said: "
+                       f"{(reply.stderr or reply.stdout).strip() or 'no partition'}); start slurmctld/slurmd or set "
+                       "SLURM_CONF to the cluster's slurm.conf")
 
 
 def free_port() -> int:
@@ -393,11 +422,16 @@ def _exists(user: str) -> bool:
         return False
 
 
-def start(port: int) -> int:
+def start(port: int, spawner: str = "local") -> int:
     where = paths()
     check_root()
     check_node()
     check_port(port)
+    cull_timeout()  # a bad LEC4_CULL_TIMEOUT fails here, not in the culler's service
+    if not STUDENTS:
+        raise HubError(f"{STUDENTS_VAR}={_N!r}: expected a number of student accounts from 1 to 500")
+    if spawner == "slurm":
+        check_slurm()
     started = time.monotonic()
     for key in ("state", "runtime"):
         where[key].mkdir(parents=True, exist_ok=True)
@@ -429,7 +463,7 @@ def start(port: int) -> int:
     try:
         with open(where["log"], "w") as log:
             proc = subprocess.Popen([str(VENV_BIN / "jupyterhub"), "-f", str(HUB / "jupyterhub_config.py")],
-                                    cwd=where["runtime"], env=hub_environment(port, where), stdout=log,
+                                    cwd=where["runtime"], env=hub_environment(port, where, spawner), stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         where["pid"].write_text(str(os.getpid()))
         wait_until_up(url, proc, where["log"])
@@ -438,6 +472,8 @@ def start(port: int) -> int:
         print(f"  course repository for the launch buttons: file://{where['repo']}")
         print(f"  checks before the deadline (managed service `python -m autograder serve`): state "
               f"{where['state'] / 'serve'}, its answers in the log")
+        print(f"  users' servers: {'Slurm jobs (batchspawner, hub/slurm_spawner.py)' if spawner == 'slurm' else 'processes on this machine'}"
+              f"; idle servers stopped after {cull_timeout()} s (jupyterhub-idle-culler)")
         print(f"  log: {where['log']}\n")
         print(f"  {'account':<11} {'role':<22} password")
         for user, group in USERS.items():
@@ -493,10 +529,13 @@ def stop() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub/hub.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("start").add_argument("--port", type=int, default=DEFAULT_PORT)
+    start_parser = sub.add_parser("start")
+    start_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    start_parser.add_argument("--spawner", choices=("local", "slurm"), default="local",
+                              help="users' servers as processes here (default) or as Slurm jobs (make hub-slurm)")
     sub.add_parser("stop")
     args = parser.parse_args(argv)
-    return start(args.port) if args.command == "start" else stop()
+    return start(args.port, args.spawner) if args.command == "start" else stop()
 
 
 if __name__ == "__main__":

@@ -35,7 +35,16 @@ c.PAMAuthenticator.open_sessions = False
 c.Authenticator.allowed_users = set(course_hub.USERS)
 c.Authenticator.admin_users = set(course_hub.ADMINS)
 
-c.JupyterHub.spawner_class = "localprocess"
+if os.environ.get(course_hub.SPAWNER_VAR, "local") == "slurm":
+    # make hub-slurm: each user's server is a Slurm job of that user (hub/slurm_spawner.py)
+    from slurm_spawner import CourseSlurmSpawner  # noqa: E402  (hub/slurm_spawner.py; registers /api/batchspawner)
+
+    c.JupyterHub.spawner_class = CourseSlurmSpawner
+    c.CourseSlurmSpawner.batchspawner_singleuser_cmd = str(venv_bin / "batchspawner-singleuser")
+    c.CourseSlurmSpawner.poll_interval = 10  # a job that ends under a running server is noticed within seconds
+    c.CourseSlurmSpawner.startup_poll_interval = 1
+else:
+    c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"
@@ -65,3 +74,17 @@ c.JupyterHub.services = [{
     "environment": {course_hub.INSTANCE_VAR: os.environ[course_hub.INSTANCE_VAR],
                     "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"},
 }]
+
+# Idle servers stopped (jupyterhub-idle-culler, a managed service): a server without activity for
+# LEC4_CULL_TIMEOUT s (hub/hub.py, default 1 h) is stopped -- its Slurm job ends and frees its
+# CPUs/GPU; the user is kept, and so is everything in their home. Its role can only read activity
+# and stop servers.
+_cull = course_hub.cull_timeout()
+c.JupyterHub.services.append({
+    "name": "idle-culler",
+    "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={_cull}",
+                f"--cull-every={max(5, min(300, _cull // 6))}"],
+    "environment": {course_hub.INSTANCE_VAR: os.environ[course_hub.INSTANCE_VAR]},
+})
+c.JupyterHub.load_roles = [{"name": "idle-culler", "services": ["idle-culler"],
+                            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}]

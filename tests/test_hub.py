@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -99,6 +100,14 @@ class timed:
 @pytest.fixture(scope="module")
 def hub():
     """A hub from hub/hub.py on a free port with its own state folder; stopped like Ctrl-C."""
+    with running_hub() as where:
+        yield where
+
+
+@contextmanager
+def running_hub(*start_args: str, env: dict[str, str] | None = None):
+    """Start ``hub/hub.py start --port FREE *start_args`` (with ``env`` added) on its own state
+    folder; yield its paths, URL and passwords; then stop it like Ctrl-C and check nothing is left."""
     if os.geteuid() != 0:
         pytest.fail("the hub test needs root (it creates the OS users instructor, ta, student1, student2)")
     if not course_hub.PROXY.exists():
@@ -118,10 +127,11 @@ def hub():
                 (home / f"before-hub-test-{stamp}").mkdir(exist_ok=True)
                 shutil.move(str(home / name), str(home / f"before-hub-test-{stamp}" / Path(name).name))
     port = free_port()
-    env = {**os.environ, "LEC4_HUB_STATE": str(state)}
+    env = {**os.environ, **(env or {}), "LEC4_HUB_STATE": str(state)}
     start = time.monotonic()
     # started as a background job is (`make hub &`, `make test &`): SIGINT ignored; Ctrl-C must still stop it
-    proc = subprocess.Popen([PY, str(ROOT / "hub" / "hub.py"), "start", "--port", str(port)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([PY, str(ROOT / "hub" / "hub.py"), "start", "--port", str(port), *start_args],
+                            cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=_ignore_sigint)
     banner = []

@@ -1,0 +1,81 @@
+"""How long the whole proof takes: ``.ci/run`` from a fresh clone, timed, its table written.
+
+Clones this checkout's HEAD (committed work only, as CI sees it) into a temporary folder, runs
+``.ci/run`` there (venv, pinned install, Debian packages the tests drive, npm proxy, ``make test``),
+and writes ``benchmarks/results/suite.md``: the date, the machine, the load around the run, the
+commit, the wall time of ``.ci/run`` and of pytest, the pytest summary line, and the slowest tests
+(``make test`` passes ``--durations``). The README's suite figures come from that table.
+
+Usage (root, as CI runs): .venv/bin/python benchmarks/suite.py [--keep] [--out benchmarks/results/suite.md]
+Exit status: that of ``.ci/run``; the table is written either way (a failed run says so).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY = re.compile(r"^=+ (.*\b(?:passed|failed|error)\b.*) in ([\d.]+)s", re.M)
+DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)", re.M)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "suite.md")
+    parser.add_argument("--keep", action="store_true", help="keep the clone (its log is ci.log)")
+    args = parser.parse_args(argv)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    clone = Path(tempfile.mkdtemp(prefix="lec4-ci-")) / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    log_path = clone.parent / "ci.log"
+    load_before, start = os.getloadavg()[0], time.monotonic()
+    with open(log_path, "w") as log:
+        rc = subprocess.run([str(clone / ".ci" / "run")], cwd=clone, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall, load_after = time.monotonic() - start, os.getloadavg()[0]
+    text = log_path.read_text(errors="replace")
+    summary = SUMMARY.findall(text)
+    line, pytest_s = (summary[-1][0], float(summary[-1][1])) if summary else ("(no pytest summary: see the log)", float("nan"))
+    slowest = sorted(((float(s), kind, test) for s, kind, test in DURATION.findall(text)), reverse=True)[:15]
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(f"| {test} | {kind} | {s:.0f} |" for s, kind, test in slowest)
+    table = f"""# The whole suite: `.ci/run` from a fresh clone
+
+Run {now} by `benchmarks/suite.py` on commit `{commit}`, as root, on {os.cpu_count()} cores ({cpu}),
+{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, Python {platform.python_version()}.
+Load average (1 min) before {load_before:.1f}, after {load_after:.1f}{' (the machine was not idle: an upper bound)' if load_before > 1.5 else ''}.
+
+| what | measured |
+|---|---|
+| `.ci/run` exit status | {rc} |
+| `.ci/run` wall time (venv, pinned install, system packages, npm proxy, `make test`) | {wall / 60:.1f} min |
+| pytest (`make test`: `-n 2 --dist loadfile`) | {pytest_s / 60:.1f} min: {line} |
+
+Slowest test phases (pytest `--durations`):
+
+| test | phase | s |
+|---|---|---|
+{rows}
+"""
+    args.out.write_text(table)
+    print(table)
+    if not args.keep and rc == 0:
+        shutil.rmtree(clone.parent, ignore_errors=True)
+    else:
+        print(f"clone and log kept: {clone.parent}", file=sys.stderr)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The course hub with every user's server a Slurm job (``make hub-slurm``; issue 26), on the real
+one-node Slurm of tests/servers.py, driven as its users would:
+
+1. student1 logs in in Chromium, picks the CPU profile on the spawn page and gets JupyterLab from a
+   Slurm job of their own (squeue: user student1, the profile's CPUs and memory);
+2. the instructor releases hw-attention; student1 and student2 fetch and submit through their
+   servers' nbgrader endpoints (what the Assignments panel's buttons call), i.e. from inside their
+   Slurm jobs; student2 cannot list inbound or read student1's submission; the TA's collect gets both;
+3. student1's job is killed under the running server (scancel): the hub notices, says the server is
+   gone, and student1 starts again with every file intact;
+4. an idle server is stopped by jupyterhub-idle-culler (its job ends, the home is kept) while a
+   server with activity is left running;
+5. a profile Slurm cannot satisfy (a GPU on this GPU-less node) and an unknown profile give the user
+   a clear error.
+
+Needs root, Node.js (hub/node_modules) and slurm-wlm + munge (``make test`` installs them).
+Shares the OS users of tests/test_hub.py (run under ``flock /tmp/lock.hub`` next to it).
+"""
+from __future__ import annotations
+
+import json
+import pwd
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from servers import slurm_cluster
+from test_hub import ASSIGNMENT, NOTEBOOK, PY, as_user, chromium, course_hub, running_hub, shot  # noqa: F401
+
+from rest_client import HubRequestError, Rest  # hub/rest_client.py (test_hub puts hub/ on sys.path)
+
+pytestmark = [pytest.mark.browser]
+CULL_TIMEOUT = 40  # s; the culler checks every max(5, timeout // 6) s (hub/jupyterhub_config.py)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    with slurm_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def hub(slurm):
+    env = {"SLURM_CONF": slurm.env["SLURM_CONF"], course_hub.CULL_VAR: str(CULL_TIMEOUT)}
+    with running_hub("--spawner", "slurm", env=env) as where:
+        yield {**where, "slurm": slurm}
+
+
+def rest(hub, user: str) -> Rest:
+    return Rest(hub["url"], user, hub["passwords"][user], course_hub.course_id())
+
+
+@contextmanager
+def kept_active(client: Rest, every: float = 5):
+    """Report ``client``'s user active every ``every`` s (an open JupyterLab tab) while the block runs."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(every):
+            try:
+                client.touch()
+            except HubRequestError:  # no server at this moment (killed, restarting): nothing to keep alive
+                pass
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def jobs_of(slurm, user: str) -> list[dict]:
+    """The user's jobs in squeue, with Slurm's own account of what they hold."""
+    out = slurm.run("squeue", "-h", "-u", user, "-o", "%i %T %C %m %u %j")
+    return [dict(zip(("id", "state", "cpus", "memory", "user", "name"), line.split()))
+            for line in out.splitlines() if line.strip()]
+
+
+def test_students_servers_are_slurm_jobs_and_the_course_runs_on_them(hub, chromium):
+    slurm, course, exchange = hub["slurm"], hub["course"], hub["exchange"]
+    cli = [PY, "-m", "autograder", "--course-root", str(course), "--exchange", str(exchange)]
+    s1, s2 = rest(hub, "student1"), rest(hub, "student2")
+
+    # 1. student1 in the browser: the spawn page offers the profiles; CPU -> JupyterLab from a Slurm job
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(f"{hub['url']}/hub/login")
+        page.fill("input[name=username]", "student1")
+        page.fill("input[name=password]", hub["passwords"]["student1"])
+        page.click("#login_submit")
+        page.locator("input[name=profile][value=gpu]").wait_for()
+        form = page.locator("form#spawn_form").inner_text()
+        assert "CPU" in form and "One GPU" in form, form
+        shot(page, "slurm-1-profiles")
+        page.check("input[name=profile][value=cpu]")
+        page.click("form#spawn_form [type=submit]")
+        page.wait_for_url(f"**/user/student1/lab**", timeout=240_000)
+        page.locator(".jp-LabShell").wait_for()
+        shot(page, "slurm-1-lab-from-a-slurm-job")
+    finally:
+        context.close()
+    [job] = jobs_of(slurm, "student1")
+    assert job["state"] == "RUNNING" and job["user"] == "student1", job
+    assert (job["cpus"], job["memory"]) == ("1", "2G"), job  # the CPU profile of hub/slurm_spawner.py
+    server = s1.model()["servers"][""]
+    assert server["ready"] and server["state"]["job_id"] == job["id"], server
+
+    with kept_active(s1):  # student1 keeps a JupyterLab tab open from here on; student2 does not
+        release_submit_kill_and_cull(hub, cli, s1, s2, job)
+
+    # 5. profiles Slurm cannot satisfy, and unknown ones: a clear error, no job left behind
+    s1.stop()
+    s1.call("POST", "/hub/api/users/student1/server", {"profile": "gpu"}, expect=(201, 202, 400, 500))
+    failed = s1.wait(lambda m: not m["servers"] or not m["servers"].get("", {}).get("pending"), 120,
+                     "the GPU spawn to end")
+    assert not failed["servers"], failed
+    log = hub["log"].read_text()
+    assert "Slurm refused the server's job (One GPU profile)" in log, log[-3000:]
+    assert not jobs_of(slurm, "student1")
+    reply = s1.call("POST", "/hub/api/users/student1/server", {"profile": "quantum"}, expect=(400, 500))
+    assert "unknown profile 'quantum': expected one of cpu, gpu" in json.dumps(reply), reply
+
+
+def release_submit_kill_and_cull(hub, cli, s1: Rest, s2: Rest, job: dict) -> None:
+    """Steps 2-4 of the module docstring (the caller keeps student1 active)."""
+    slurm, course, exchange = hub["slurm"], hub["course"], hub["exchange"]
+    # 2. release; both students fetch and submit from inside their jobs; isolation; the TA collects both
+    r = as_user(hub, "instructor", *cli, "release", ASSIGNMENT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s2.start({"profile": "cpu"})
+    assert len(jobs_of(slurm, "student2")) == 1
+    for student in (s1, s2):
+        student.touch()
+        listed = student.nbgrader("fetch", ASSIGNMENT)
+        assert any(a["assignment_id"] == ASSIGNMENT and a["status"] == "fetched" for a in listed), listed
+        home = Path(pwd.getpwnam(student.user).pw_dir)
+        assert (home / ASSIGNMENT / NOTEBOOK).is_file()
+        listed = student.nbgrader("submit", ASSIGNMENT)
+        assert any(a["assignment_id"] == ASSIGNMENT and a["status"] == "submitted" for a in listed), listed
+    inbound = exchange / course_hub.course_id() / "inbound"
+    mine = sorted(p for p in inbound.iterdir() if p.name.startswith("student1+"))
+    assert mine, list(inbound.iterdir())
+    for argv in (["ls", str(inbound)], ["cat", str(mine[-1] / NOTEBOOK)]):
+        r = as_user(hub, "student2", *argv)
+        assert r.returncode != 0 and "Permission denied" in r.stderr, (argv, r.stdout, r.stderr)
+    r = as_user(hub, "ta", *cli, "collect", ASSIGNMENT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for student in ("student1", "student2"):
+        assert (course / "submitted" / student / ASSIGNMENT / NOTEBOOK).is_file(), r.stdout
+
+    # 3. student1's job killed under the running server: the hub notices; student1 starts again, files intact
+    home1 = Path(pwd.getpwnam("student1").pw_dir)
+    marker = home1 / ASSIGNMENT / "my-notes.txt"
+    r = as_user(hub, "student1", "sh", "-c", f"echo 'kept across a killed job' > {marker}")
+    assert r.returncode == 0, r.stderr
+    slurm.run("scancel", job["id"])
+    s1.wait(lambda m: not m["servers"], 60, "the hub to notice the killed job")
+    assert not jobs_of(slurm, "student1")
+    again = s1.start({"profile": "cpu"})
+    [job2] = jobs_of(slurm, "student1")
+    assert job2["id"] != job["id"] and again["servers"][""]["ready"]
+    assert marker.read_text() == "kept across a killed job\n"
+    assert (home1 / ASSIGNMENT / NOTEBOOK).is_file()
+
+    # 4. the culler: student2 idle -> its server and job end (home kept); student1 active -> kept
+    s2_notebook = Path(pwd.getpwnam("student2").pw_dir) / ASSIGNMENT / NOTEBOOK
+    deadline = time.monotonic() + CULL_TIMEOUT + 120
+    while s2.model()["servers"] and time.monotonic() < deadline:
+        time.sleep(3)
+    assert not s2.model()["servers"], "the idle server of student2 was not culled"
+    assert not jobs_of(slurm, "student2")
+    assert s2_notebook.is_file()
+    assert s1.model()["servers"][""]["ready"], "student1's active server was culled"
+    assert "Culling server student2" in hub["log"].read_text()
+    assert "Culling server student1" not in hub["log"].read_text()
