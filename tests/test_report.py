@@ -230,9 +230,12 @@ def test_a_check_failed_only_by_otherwise_perfect_students_is_suspect(graded_cla
     assert facts["suspect_checks"][0]["only_failure_of"] == 3
 
 
-def test_feedback_names_the_likely_mistake(shared, tmp_path):
+@pytest.mark.parametrize("entry,named_in,not_in", [("rope_half_split", "rope_hidden", "gqa_hidden"),
+                                                  ("gqa_uses_sdpa", "gqa_hidden", "rope_hidden")])
+def test_feedback_names_the_likely_mistake(shared, tmp_path, entry, named_in, not_in):
     """TrustedVerdicts (the hook that writes the graded cells' outputs) adds the matched entry's
-    description to the cells it fails, and nothing of the hidden suite."""
+    description to the cells it fails, and nothing of the hidden suite; a forbidden call is named
+    from the graded code (its checks fail as a blank answer's do)."""
     import concurrent.futures as cf
 
     from traitlets.config import Config
@@ -240,7 +243,7 @@ def test_feedback_names_the_likely_mistake(shared, tmp_path):
     from autograder import nbgrader_hooks
     from autograder.notebook import read_notebook, submission_source
 
-    assignment, entry = "hw-attention", "rope_half_split"
+    assignment = "hw-attention"
     suite = load_suite(assignment)
     row = {r.entry: r for r in selfcheck_rows.rows(assignment, shared)}[entry]
     source_nb = ROOT / "solutions" / assignment / suite.NOTEBOOK
@@ -259,8 +262,8 @@ def test_feedback_names_the_likely_mistake(shared, tmp_path):
     texts = {c.metadata["nbgrader"]["grade_id"]: json.dumps(c.outputs) for c in nb.cells
              if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
     description = catalog[entry].doc.strip().splitlines()[0]
-    assert "Likely mistake" in texts["rope_hidden"] and json.dumps(description)[1:-1] in texts["rope_hidden"]
-    assert "Likely mistake" not in texts["gqa_hidden"]
+    assert "Likely mistake" in texts[named_in] and json.dumps(description)[1:-1] in texts[named_in]
+    assert "Likely mistake" not in texts[not_in]
     suite_lines = [x.strip() for x in Path(suite.__file__).read_text().splitlines() if len(x.strip()) > 30]
     assert not [x for x in suite_lines if x in "".join(texts.values())]
 
