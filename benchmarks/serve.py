@@ -16,6 +16,9 @@ exchange (what *Fetch Feedback* then copies). The hidden suite's own time is the
 
 Usage: .venv/bin/python benchmarks/serve.py [--assignment hw-attention] [--workers 2] [--repeats 3]
        [--concurrent 20] [--device cpu] [--out benchmarks/results/serve.md]
+
+The single-student target alone, on the idle machine (about 4 minutes; the lead runs it at the end):
+       .venv/bin/python benchmarks/serve.py --workers 1 --repeats 5 --concurrent 0 --out benchmarks/results/serve-single.md
 """
 from __future__ import annotations
 
@@ -103,7 +106,7 @@ def main() -> int:
     parser.add_argument("--assignment", default="hw-attention")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrent", type=int, default=20)
+    parser.add_argument("--concurrent", type=int, default=20, help="students submitting at once (0: skip that row)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -134,11 +137,12 @@ def main() -> int:
             hidden.append(hidden_seconds(state, args.assignment, student))
             print(f"1 student: {got[student]:.1f} s (hidden suite {hidden[-1]:.1f} s)", flush=True)
         rows.append(("1", single, hidden))
-        submitted = {f"s{k:02d}": submit(exchange, args.assignment, f"s{k:02d}", nb) for k in range(args.concurrent)}
-        got = wait_answers(exchange, args.assignment, submitted, 3600)
-        many = [got[s] for s in submitted]
-        rows.append((str(args.concurrent), many, [hidden_seconds(state, args.assignment, s) for s in submitted]))
-        print(f"{args.concurrent} students: p50 {pct(many, 50):.1f} s, p95 {pct(many, 95):.1f} s", flush=True)
+        if args.concurrent:  # --concurrent 0: the single-student target only (minutes, for an idle machine)
+            submitted = {f"s{k:02d}": submit(exchange, args.assignment, f"s{k:02d}", nb) for k in range(args.concurrent)}
+            got = wait_answers(exchange, args.assignment, submitted, 3600)
+            many = [got[s] for s in submitted]
+            rows.append((str(args.concurrent), many, [hidden_seconds(state, args.assignment, s) for s in submitted]))
+            print(f"{args.concurrent} students: p50 {pct(many, 50):.1f} s, p95 {pct(many, 95):.1f} s", flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
