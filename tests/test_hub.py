@@ -764,7 +764,8 @@ def test_hub_student_links_to_solutions_reach_nothing(hub, tmp_path):
 # ---------------------------------------------------------------- H21: due dates, extensions, late penalty
 def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, chromium):
     """hw-conv (the loop above uses hw-attention): the TA sets a due date 26 h in the past and the
-    term's late days; student1 sees their own due date in a notebook of their server; their
+    term's late days; student1 sees their own due date in the first code cell of the notebook
+    they fetched (run in the browser); their
     (late) submission is graded with the penalty, which their feedback states; the TA's
     ``calendar`` table shows the same numbers as the grade record and the gradebook."""
     import datetime as dt
@@ -804,16 +805,17 @@ def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, ch
         r = as_user(hub, "student1", *nbgrader, "submit", assignment, cwd=home)
         assert r.returncode == 0, r.stdout + r.stderr
 
-        # in the browser: student1's own due date, in a notebook of their server
+        # in the browser: student1's own due date, in the first code cell of the notebook they fetched
         context, page = login(chromium, hub, "student1")
-        probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-            "from lec4.homework import deadlines\ndeadlines.show('hw-conv')")])
-        probe.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        api(page, hub, "student1", "PUT", "contents/deadlines.ipynb",
-            {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(probe))})
-        run_notebook(page, "deadlines.ipynb")
-        out = page.locator(".jp-OutputArea-output").first
-        out.wait_for()
+        page.goto(page.url.split("/lab")[0] + f"/lab/tree/{assignment}/{notebook}")
+        page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+        page.locator("#jp-main-statusbar").get_by_text("Python 3 (ipykernel) | Idle").first.wait_for(timeout=180_000)
+        cell = page.locator(".jp-NotebookPanel .jp-CodeCell").first
+        assert "deadlines.show" in cell.inner_text(), cell.inner_text()
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        out = cell.locator(".jp-OutputArea-output").first
+        out.wait_for(timeout=180_000)
         shown = out.inner_text()
         shot(page, "h21-student1-due-date")
         assert f"hw-conv: due {due:%a %Y-%m-%d %H:%M}" in shown and "10% of the maximum score per started day" in shown, shown
@@ -827,6 +829,8 @@ def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, ch
         record = json.loads((course / "autograded" / ".records" / assignment / "student1.json").read_text())
         late = record["late"]
         assert late["penalty"] > 0 and "2 started days" in late["rule"], late
+        measured = record["submission_time"]  # collect measured the inbound entry: an honest timestamp.txt counts
+        assert measured["used"] == "timestamp.txt" and measured["changed"], measured
         with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_hub.course_id()) as gb:
             sub = gb.find_submission(assignment, "student1")
             assert sub.score - sub.late_submission_penalty == pytest.approx(late["final_score"])
@@ -839,6 +843,7 @@ def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, ch
         shot(view, "h21-student1-feedback-penalty")
         assert f"Late penalty: -{late['penalty']:g} points" in text and f"{late['final_score']:g} / " in text, text[:3000]
         assert "2 started days" in text, text[:3000]
+        assert "As graded: see 'Due date and late policy'" in text, text[:3000]  # the due-date cell's output
         view.close()
         context.close()
 
