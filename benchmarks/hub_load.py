@@ -12,7 +12,9 @@ submission answered "over budget" at once), so the table measures the hub, not g
 (grading's own: ``benchmarks/results/serve.md``).
 
 Usage (root): .venv/bin/python benchmarks/hub_load.py [--students 20] [--out benchmarks/results/hub_load.md]
-The student accounts student1..studentN are created if missing (and kept, as `make hub` keeps its users).
+The simulated students are student3 .. student(N+2) (created if missing and kept, as `make hub` keeps its
+users); student1 and student2, the accounts tests/test_hub.py drives, are left alone, so the load test
+can run beside it.
 """
 from __future__ import annotations
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("run as root (the hub creates and logs in OS users)")
     state = Path(tempfile.mkdtemp(prefix="lec4-hub-load-"))
     os.chmod(state, 0o755)
-    env = {**os.environ, "LEC4_HUB_STATE": str(state), course_hub.STUDENTS_VAR: str(args.students),
+    env = {**os.environ, "LEC4_HUB_STATE": str(state), course_hub.STUDENTS_VAR: str(args.students + 2),
            "LEC4_CHECKS_PER_DAY": "0"}
     port = course_hub.free_port()
     load_before = os.getloadavg()[0]
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         r = as_user("instructor", where, *cli, "release", ASSIGNMENT)
         if r.returncode != 0:
             raise SystemExit(f"release failed: {r.stdout}{r.stderr}")
-        students = [f"student{i}" for i in range(1, args.students + 1)]
+        students = [f"student{i}" for i in range(3, args.students + 3)]
         for user in students:  # a fresh start: no earlier fetch of this assignment in their homes
             home = Path(pwd.getpwnam(user).pw_dir)
             if (home / ASSIGNMENT).exists():

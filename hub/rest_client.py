@@ -72,6 +72,11 @@ class Rest:
                   {"last_activity": now, "servers": {"": {"last_activity": now}}})
 
     def nbgrader(self, action: str, assignment: str) -> list:
-        """The Assignments panel's Fetch / Submit / Fetch Feedback button: nbgrader's reply (the list)."""
-        return self.call("POST", f"/user/{self.user}/assignments/{action}",
-                         {"course_id": self.course_id, "assignment_id": assignment})
+        """The Assignments panel's Fetch / Submit / Fetch Feedback button: the assignment list nbgrader
+        replies with (one dict per released or submitted copy, with its ``status``). A refusal
+        (``"success": false``, e.g. a submit that failed) raises HubRequestError with nbgrader's words."""
+        reply = self.call("POST", f"/user/{self.user}/assignments/{action}",
+                          {"course_id": self.course_id, "assignment_id": assignment})
+        if not isinstance(reply, dict) or not reply.get("success"):
+            raise HubRequestError(f"{self.user}: {action} {assignment}: nbgrader replied {str(reply)[:1500]}")
+        return reply["value"]

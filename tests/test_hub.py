@@ -145,8 +145,9 @@ def running_hub(*start_args: str, env: dict[str, str] | None = None):
         pytest.fail(f"the hub did not start:\n{text}{proc.stdout.read()}")
     TIMES["hub start"] = time.monotonic() - start
     where = course_hub.paths(state)
-    passwords = json.loads(where["accounts"].read_text())
-    for user, password in passwords.items():  # the banner shows every account with its password
+    every = json.loads(where["accounts"].read_text())  # shared by every hub of this checkout
+    passwords = {user: every[user] for user in course_hub.USERS}
+    for user, password in passwords.items():  # the banner shows every account of this hub with its password
         assert re.search(rf"^\s+{user}\s+.*\s{re.escape(password)}$", text, re.M), text
     url = f"http://127.0.0.1:{port}"
     assert url in text
