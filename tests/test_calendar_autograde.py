@@ -150,3 +150,49 @@ def test_an_extension_recomputes_final_scores_without_grading_and_replay_agrees(
     audit = [json.loads(x) for x in (course / "calendar.audit.jsonl").read_text().splitlines()]
     assert [a["what"].split()[0] for a in audit] == ["due", "extend", "extend", "revoke"]
     assert all(a["who"] and a["at"] for a in audit)
+
+
+@pytest.mark.slow
+def test_collect_through_the_cli_keeps_the_on_time_copy_and_the_better_score_counts(tmp_path):
+    """fay submits on time (7/7), then a day late with a worse answer (4/7) into a real exchange's
+    inbound (nbgrader submit's layout); `python -m autograder collect` (nbgrader's collect, the
+    measured submission times, the on-time copy) and `autograde`: her record counts the on-time
+    submission by the default policy (the better of the on-time score and the penalized late
+    one: 7 > 4 - 1.4), and the gradebook's score is that final score."""
+    import secrets
+
+    from autograder.cli import Course
+
+    course = tmp_path / "course"
+    shutil.copytree(FIXTURE / "course" / "solutions" / ASSIGNMENT, course / "solutions" / ASSIGNMENT)
+    r = cli(course, "generate", ASSIGNMENT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = cli(course, "due", ASSIGNMENT, DUE)
+    assert r.returncode == 0, r.stdout + r.stderr
+    exchange = tmp_path / "exchange"
+    inbound = exchange / Course.load(str(course)).course_id / "inbound"
+    inbound.mkdir(parents=True)
+
+    def send(nb, stamp: str) -> None:
+        folder = inbound / f"fay+{ASSIGNMENT}+{stamp}+{secrets.token_hex(4)}"
+        folder.mkdir()
+        nbformat.write(nb, folder / NOTEBOOK)
+        stamp_file = folder / "timestamp.txt"
+        stamp_file.write_text(stamp)
+
+    send(nbformat.read(course / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4), "2026-12-11 04:00:00.000000 UTC")
+    send(broken_softmax(course), "2026-12-12 05:30:00.000000 UTC")  # 1 d 31 min late: 2 started days
+    r = cli(course, "--exchange", str(exchange), "collect", ASSIGNMENT)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "fay: latest submission 2026-12-12T05:30:00+00:00 is late; kept the on-time one" in r.stdout, r.stdout
+    assert (course / "submitted" / "fay" / ASSIGNMENT / "timestamp.txt").read_text() == "2026-12-12 05:30:00.000000 UTC"
+    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu")
+    assert r.returncode == 0 and "graded" in summary(r)["fay"], r.stdout + r.stderr[-3000:]
+    record = json.loads(record_of(course, "fay").read_text())
+    late = record["late"]
+    assert late["raw_score"] == 4 and late["penalty"] == pytest.approx(1.4), late
+    assert late["counted"] == "on-time" and late["final_score"] == 7, late
+    assert late["on_time"]["score"] == 7 and late["on_time"]["submitted"] == "2026-12-11T04:00:00+00:00", late
+    assert record["submission_time"]["used"] == "timestamp.txt" and record["submission_time"]["changed"], record
+    row = export(course)["fay"]  # the gradebook holds the counted (on-time) submission's cell scores
+    assert float(row["score"]) == 7 and float(row["late_submission_penalty"]) == 0, row
