@@ -32,7 +32,7 @@ PDF_NAME = "lec4-book.pdf"  # book/_config.yml's footer links to it
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Print layout: the reader's tools (header, sidebars, buttons, footer links) are not printed;
-# solutions and hidden details are opened before printing (see print_pdf).
+# solutions and collapsed notes are opened before printing (see print_pdf); code the site folds away is not printed.
 PRINT_CSS = """
 @page { size: A4; margin: 16mm 14mm 18mm 14mm; }
 .bd-header, .bd-sidebar-primary, .bd-sidebar-secondary, .header-article, .prev-next-area,
@@ -42,6 +42,8 @@ button.toggle-button, .theme-switch-button, .search-button { display: none !impo
 .bd-main .bd-content { margin-left: 0 !important; }
 .bd-article { padding-left: 0 !important; padding-right: 0 !important; }
 figure, img, table, .admonition, div.cell { break-inside: avoid; }
+/* code the site folds away (cells tagged hide-input: plotting, tables) stays off paper */
+details.hide.above-input { display: none !important; }
 """
 
 
@@ -116,9 +118,10 @@ def print_pdf(html_dir: Path, pages: list[str], out: Path) -> Path:
                     page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
                                            timeout=60000)
                     page.evaluate("() => MathJax.startup.promise")
-                    # open every collapsed solution / note / hidden input so paper shows them
+                    # open every collapsed solution and note so paper shows them (not the folded
+                    # plotting code of hide-input cells: PRINT_CSS leaves it off paper)
                     page.evaluate("""() => {
-                        document.querySelectorAll('details').forEach(d => { d.open = true; });
+                        document.querySelectorAll('details:not(.above-input)').forEach(d => { d.open = true; });
                         document.querySelectorAll('.toggle-hidden').forEach(el => el.classList.remove('toggle-hidden'));
                         document.querySelectorAll('.toggle-hidden-content, .toggle-details__container')
                                 .forEach(el => { el.style.display = ''; });
