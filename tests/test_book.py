@@ -56,6 +56,20 @@ def test_bibliography_lists_what_the_chapters_cite(built_book):
         assert "bibliography.html#" in text, f"{name}: cites nothing from the bibliography ({{cite}})"
 
 
+def test_citations_of_many_authors_read_et_al(built_book):
+    """A citation of a paper with many authors reads "Brown et al., 2020", never "Brown and others, 2020"
+    (what the author_year style prints for `author = {Brown and others}`: give a second author)."""
+    from bs4 import BeautifulSoup
+
+    bad = []
+    for name in CHAPTERS + BACK_MATTER:
+        soup = BeautifulSoup((built_book / f"{name}.html").read_text(), "html.parser")
+        for a in soup.select('article.bd-article a[href*="bibliography.html#"], article.bd-article a[href^="#id"]'):
+            if re.search(r"\band others\b", a.get_text(" ")):
+                bad.append(f"{name}: {a.get_text(' ').strip()}")
+    assert not bad, f"{len(bad)} citations read 'and others': {sorted(set(bad))[:6]}"
+
+
 def test_every_page_built_with_executed_outputs(built_book):
     for page in CHAPTERS:
         html = built_book / f"{page}.html"
@@ -135,6 +149,9 @@ def test_pdf_of_the_whole_book(built_book):
     raw = re.findall(r"\\(?:frac|sum|theta|mathbf|text|lfloor|left|right)\b|\$\$|\\\(|\\\[", text)
     assert not raw, f"PDF: raw TeX in the text: {raw[:5]}"
     assert 30 <= len(reader.pages) <= 400, f"PDF has {len(reader.pages)} pages"
+    # the plotting code the site folds away (cells tagged hide-input) is not printed
+    unfolded = [i + 1 for i, page in enumerate(pages) if "Hide code cell source" in page]
+    assert not unfolded, f"PDF: folded code printed on pages {unfolded[:10]}"
     empty = [i + 1 for i, page in enumerate(pages) if len(page.strip()) < 20]
     assert len(empty) <= len(reader.pages) // 10, f"PDF: {len(empty)} nearly empty pages: {empty[:10]}"
     # each page of the site links to the PDF (footer)
@@ -173,3 +190,37 @@ def test_paragraphs_are_short_and_free_of_production_notes(built_book):
         notes += [f"{name}: {note!r}" for note in PRODUCTION_NOTES if note in prose]
     assert not long, f"{len(long)} paragraphs over {MAX_PARAGRAPH_WORDS} words:\n" + "\n".join(long)
     assert not notes, f"production notes in the text: {notes}"
+
+
+def test_mnist_comparison_sits_beside_our_replication(built_book):
+    """The lecture's slide "Comparison on MNIST" (Bengio et al. 2006): each of its three ideas beside
+    our replication, whose numbers are the recipes table's, printed from the same variables."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup((built_book / "pretraining.html").read_text(), "html.parser")
+    sections = [s for s in soup.select("article.bd-article section")
+                if s.find(["h2", "h3"], recursive=False)
+                and "Comparison on MNIST" in s.find(["h2", "h3"], recursive=False).get_text()]
+    assert len(sections) == 1, "pretraining: no section 'Comparison on MNIST' (the lecture's slide)"
+    section = sections[0]
+    assert "Bengio" in section.get_text() and section.select_one('a[href*="bibliography.html#"]'), \
+        "pretraining, Comparison on MNIST: Bengio et al. (2006) not cited from the bibliography"
+    tables = section.select(".cell_output table")
+    assert len(tables) == 1, f"pretraining, Comparison on MNIST: {len(tables)} tables in its outputs, expected 1"
+    rows = [[td.get_text(" ", strip=True) for td in tr.find_all("td")] for tr in tables[0].find_all("tr")]
+    rows = [r for r in rows if r]
+    assert [r[0] for r in rows] == ["Idea 1", "Idea 2", "Idea 3"], f"comparison rows: {rows}"
+    # the recipes table above it: its last column is the test error with all labels
+    recipes = [t for t in soup.select("article.bd-article .cell_output table")
+               if "recipe" in t.find("tr").get_text() and "100% labels" in t.find("tr").get_text()]
+    assert len(recipes) == 1, "pretraining: the recipes table (test error by label fraction) not found"
+    full = {}
+    for tr in recipes[0].find_all("tr")[1:]:
+        cells = [td.get_text(" ", strip=True) for td in tr.find_all("td")]
+        full[cells[0].split(":")[0]] = cells[-1]
+    ours = {r[0]: r[2] for r in rows}
+    assert ours == full, f"the comparison's numbers {ours} are not the recipes table's all-labels column {full}"
+    # the ranks follow the printed means (1 = lowest error)
+    means = {idea: float(value.split("±")[0]) for idea, value in ours.items()}
+    ranks = {r[0]: int(r[3]) for r in rows}
+    assert sorted(means, key=means.get) == sorted(ranks, key=ranks.get), f"ranks {ranks} vs means {means}"
