@@ -134,24 +134,24 @@ def running_hub(*start_args: str, env: dict[str, str] | None = None):
                             cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=_ignore_sigint)
-    banner = []
-    for line in proc.stdout:
-        banner.append(line)
-        if line.startswith("Stop with"):
-            break
-    text = "".join(banner)
-    if proc.poll() is not None or "is up at" not in text:
-        proc.wait(10)
-        pytest.fail(f"the hub did not start:\n{text}{proc.stdout.read()}")
-    TIMES["hub start"] = time.monotonic() - start
-    where = course_hub.paths(state)
-    every = json.loads(where["accounts"].read_text())  # shared by every hub of this checkout
-    passwords = {user: every[user] for user in course_hub.USERS}
-    for user, password in passwords.items():  # the banner shows every account of this hub with its password
-        assert re.search(rf"^\s+{user}\s+.*\s{re.escape(password)}$", text, re.M), text
-    url = f"http://127.0.0.1:{port}"
-    assert url in text
-    try:
+    try:  # from here on, whatever fails, the finally below stops the hub and all it started
+        banner = []
+        for line in proc.stdout:
+            banner.append(line)
+            if line.startswith("Stop with"):
+                break
+        text = "".join(banner)
+        if proc.poll() is not None or "is up at" not in text:
+            proc.wait(10)
+            pytest.fail(f"the hub did not start:\n{text}{proc.stdout.read()}")
+        TIMES["hub start"] = time.monotonic() - start
+        where = course_hub.paths(state)
+        every = json.loads(where["accounts"].read_text())  # shared by every hub of this checkout
+        passwords = {user: every[user] for user in course_hub.USERS}
+        for user, password in passwords.items():  # the banner shows every account of this hub with its password
+            assert re.search(rf"^\s+{user}\s+.*\s{re.escape(password)}$", text, re.M), text
+        url = f"http://127.0.0.1:{port}"
+        assert url in text
         yield {"url": url, "passwords": passwords, "state": state, **where}
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in `make hub` sends
         rest = proc.communicate(timeout=90)[0]
