@@ -59,9 +59,6 @@ STUDENTS = int(_N) if _N.isdigit() and 1 <= int(_N) <= 500 else 0  # 0: refused 
 USERS = {"instructor": STAFF_GROUP, "ta": STAFF_GROUP,
          **{f"student{i}": STUDENT_GROUP for i in range(1, STUDENTS + 1)}}
 ADMINS = {"instructor"}
-# H22: the assignments `python -m autograder serve` checks before the deadline (hub/jupyterhub_config.py's
-# managed service): every assignment of the course (each declares PRE_DEADLINE in its public spec)
-CHECKED_ASSIGNMENTS = tuple(sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()))
 ACCOUNT_COMMENT = "lec4 course hub account"
 SPAWNER_VAR = "LEC4_HUB_SPAWNER"  # "local" (LocalProcessSpawner) or "slurm" (hub/slurm_spawner.py)
 CULL_VAR = "LEC4_CULL_TIMEOUT"  # seconds without activity before jupyterhub-idle-culler stops a server
@@ -97,6 +94,15 @@ def course_id() -> str:
     if match is None:
         raise HubError("nbgrader_config.py sets no c.CourseDirectory.course_id = \"...\"; the hub needs the course id")
     return match.group(1)
+
+
+def checked_assignments() -> tuple[str, ...]:
+    """The assignments `python -m autograder serve` checks before the deadline (the managed service of
+    hub/jupyterhub_config.py): every assignment of the course (each declares PRE_DEADLINE in its public spec).
+
+    A function, not a module constant: solutions/ is staff-only once a hub ran, and importing this module
+    as another user (the not-root error of `make hub`) must not fail on it."""
+    return tuple(sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()))
 
 
 # ---------------------------------------------------------------- preconditions

@@ -67,7 +67,7 @@ c.Spawner.pre_spawn_hook = role_config
 c.JupyterHub.services = [{
     "name": "checks-before-deadline",
     "command": [sys.executable, "-m", "autograder", "--course-root", str(where["course"]), "--exchange",
-                str(where["exchange"]), "serve", *course_hub.CHECKED_ASSIGNMENTS, "--state", str(where["state"] / "serve"),
+                str(where["exchange"]), "serve", *course_hub.checked_assignments(), "--state", str(where["state"] / "serve"),
                 "--poll", "1", *(["--checks-per-day", os.environ["LEC4_CHECKS_PER_DAY"]]
                                  if os.environ.get("LEC4_CHECKS_PER_DAY") else [])],
     "cwd": str(course_hub.ROOT),
