@@ -161,7 +161,8 @@ def main() -> int:
         f"--repeats {args.repeats} --concurrent {args.concurrent} --device {args.device}` on {os.cpu_count()} cores "
         f"({cpu}), torch CPU. Load average at start {load_start[0]:.1f}, at end {load_end[0]:.1f}: "
         + ("the machine was shared with other jobs (test suites of other engineers), so these are upper bounds "
-           "for an idle machine." if max(load_start[0], load_end[0]) > 1.5 else "an idle machine."),
+           "for an idle machine." if load_start[0] > 1.5  # the end's load includes this benchmark's own workers
+           else "an idle machine (the load at the end is this benchmark's own)."),
         "",
         f"Warm-up submission (grading worker start-up included, not in the table): {warm['warmup']:.1f} s.",
         "",
