@@ -14,7 +14,7 @@ submission answered "over budget" at once), so the table measures the hub, not g
 Usage (root): .venv/bin/python benchmarks/hub_load.py [--students 20] [--out benchmarks/results/hub_load.md]
 The simulated students are student3 .. student(N+2) (created if missing and kept, as `make hub` keeps its
 users); student1 and student2, the accounts tests/test_hub.py drives, are left alone, so the load test
-can run beside it.
+can run beside it (not beside tests/test_hub_slurm.py, which drives student3 and student4).
 """
 from __future__ import annotations
 
@@ -130,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"collect: exit {r.returncode}, missing {missing}\n{r.stdout}{r.stderr}")
         for user in students:
             Rest(url, user, passwords[user], course_hub.course_id()).stop(timeout=300)
+    except BaseException:
+        kept = Path(tempfile.mkdtemp(prefix="lec4-hub-load-failed-"))
+        for name in ("jupyterhub.log",):  # the hub's log (every spawn, port and proxy route) outlives the run
+            if (state / name).is_file():
+                shutil.copy2(state / name, kept / name)
+        print(f"hub_load: failed; the hub's log is kept in {kept}", file=sys.stderr)
+        raise
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -56,7 +56,8 @@ STAFF_GROUP, STUDENT_GROUP = "lec4-staff", "lec4-students"
 STUDENTS_VAR = "LEC4_HUB_STUDENTS"  # how many student accounts: student1 .. studentN (default 2; the load test: 20+)
 _N = os.environ.get(STUDENTS_VAR, "2")
 STUDENTS = int(_N) if _N.isdigit() and 1 <= int(_N) <= 500 else 0  # 0: refused by start() with a clear error
-USERS = {"instructor": STAFF_GROUP, "ta": STAFF_GROUP,
+STAFF_USERS = ("instructor", "ta")
+USERS = {**{name: STAFF_GROUP for name in STAFF_USERS},
          **{f"student{i}": STUDENT_GROUP for i in range(1, STUDENTS + 1)}}
 ADMINS = {"instructor"}
 ACCOUNT_COMMENT = "lec4 course hub account"
@@ -191,9 +192,10 @@ def ensure_users(accounts: Path) -> dict[str, str]:
             raise HubError(f"an OS user {user!r} already exists and was not created by `make hub` "
                            f"(its comment is {entry.pw_gecos!r}); remove or rename it, the hub will not take it over.")
         os.chmod(entry.pw_dir, 0o700)
-        if user not in passwords:
-            passwords[user] = secrets.token_urlsafe(12)
-            _run("chpasswd", input=f"{user}:{passwords[user]}\n")
+        passwords.setdefault(user, secrets.token_urlsafe(12))
+    # every account gets the password this file holds, also one it already had: the OS users belong
+    # to the machine, the file to this checkout, and another checkout's hub may have set other ones
+    _run("chpasswd", input="".join(f"{user}:{passwords[user]}\n" for user in USERS))
     accounts.write_text(json.dumps(passwords, indent=1))
     os.chmod(accounts, 0o600)
     return passwords
@@ -251,7 +253,7 @@ def ensure_course(course: Path) -> None:
 
 def role(user: str) -> str:
     """``staff`` (instructor, TA) or ``student``."""
-    return "staff" if USERS[user] == STAFF_GROUP else "student"
+    return "staff" if user in STAFF_USERS else "student"
 
 
 def config_path(user: str) -> str:

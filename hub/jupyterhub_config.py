@@ -44,7 +44,10 @@ if os.environ.get(course_hub.SPAWNER_VAR, "local") == "slurm":
     c.CourseSlurmSpawner.poll_interval = 10  # a job that ends under a running server is noticed within seconds
     c.CourseSlurmSpawner.startup_poll_interval = 1
 else:
-    c.JupyterHub.spawner_class = "localprocess"
+    # make hub: each user's server a process of that user, on a port no other server of the hub holds
+    from local_spawner import CourseLocalSpawner  # noqa: E402  (hub/local_spawner.py)
+
+    c.JupyterHub.spawner_class = CourseLocalSpawner
 c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"

@@ -77,9 +77,12 @@ def points(prefix: str) -> float:
                c.metadata["nbgrader"]["grade_id"].startswith(prefix))
 
 
+SHOT_PREFIX = {"": ""}  # course_loop in the Slurm mode (tests/test_hub_slurm.py) names its screenshots slurm-loop-*
+
+
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.screenshot(path=str(SHOTS / f"{SHOT_PREFIX['']}{name}.png"))
 
 
 class timed:
@@ -105,9 +108,15 @@ def hub():
 
 
 @contextmanager
-def running_hub(*start_args: str, env: dict[str, str] | None = None):
+def running_hub(*start_args: str, env: dict[str, str] | None = None, students: tuple[str, ...] = ("student1", "student2")):
     """Start ``hub/hub.py start --port FREE *start_args`` (with ``env`` added) on its own state
-    folder; yield its paths, URL and passwords; then stop it like Ctrl-C and check nothing is left."""
+    folder; yield its paths, URL and passwords; then stop it like Ctrl-C and check nothing is left.
+
+    ``students``: the student accounts this test drives (their earlier work is moved aside; the hub
+    gets accounts up to the highest). The Slurm mode's tests drive their own (student3, student4), so
+    they never touch the homes of tests/test_hub.py's students when the two files run side by side."""
+    users = ["instructor", "ta", *students]
+    count = max(int(name.removeprefix("student")) for name in students)
     if os.geteuid() != 0:
         pytest.fail("the hub test needs root (it creates the OS users instructor, ta, student1, student2)")
     if not course_hub.PROXY.exists():
@@ -116,7 +125,7 @@ def running_hub(*start_args: str, env: dict[str, str] | None = None):
     os.chmod(state, 0o755)
     # earlier runs' work of these test accounts is moved aside, never deleted
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for user in course_hub.USERS:
+    for user in users:
         try:
             home = Path(pwd.getpwnam(user).pw_dir)
         except KeyError:
@@ -127,7 +136,7 @@ def running_hub(*start_args: str, env: dict[str, str] | None = None):
                 (home / f"before-hub-test-{stamp}").mkdir(exist_ok=True)
                 shutil.move(str(home / name), str(home / f"before-hub-test-{stamp}" / Path(name).name))
     port = free_port()
-    env = {**os.environ, **(env or {}), "LEC4_HUB_STATE": str(state)}
+    env = {**os.environ, **(env or {}), "LEC4_HUB_STATE": str(state), course_hub.STUDENTS_VAR: str(count)}
     start = time.monotonic()
     # started as a background job is (`make hub &`, `make test &`): SIGINT ignored; Ctrl-C must still stop it
     proc = subprocess.Popen([PY, str(ROOT / "hub" / "hub.py"), "start", "--port", str(port), *start_args],
@@ -147,7 +156,7 @@ def running_hub(*start_args: str, env: dict[str, str] | None = None):
         TIMES["hub start"] = time.monotonic() - start
         where = course_hub.paths(state)
         every = json.loads(where["accounts"].read_text())  # shared by every hub of this checkout
-        passwords = {user: every[user] for user in course_hub.USERS}
+        passwords = {user: every[user] for user in users}
         for user, password in passwords.items():  # the banner shows every account of this hub with its password
             assert re.search(rf"^\s+{user}\s+.*\s{re.escape(password)}$", text, re.M), text
         url = f"http://127.0.0.1:{port}"
@@ -193,7 +202,11 @@ def login(chromium, hub, user: str):
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", hub["passwords"][user])
     page.click("#login_submit")
-    page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=120_000)
+    page.wait_for_url(re.compile(rf"/user/{user}/lab|/hub/spawn"), timeout=120_000)
+    if "/hub/spawn" in page.url:  # the Slurm mode's profile page (hub/slurm_spawner.py): the CPU profile
+        page.check("input[name=profile][value=cpu]")
+        page.click("form#spawn_form [type=submit]")
+        page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=240_000)
     page.locator(".jp-LabShell").wait_for()
     page.locator(".jp-DirListing-content").wait_for()
     return context, page
@@ -277,7 +290,11 @@ def test_course_loop_in_jupyterhub(hub, chromium, tmp_path, request):
         raise
 
 
-def course_loop(hub, chromium, tmp_path, request):
+def course_loop(hub, chromium, tmp_path, request, launch_button: bool = True,
+                students: tuple[str, str] = ("student1", "student2")):
+    """Steps 1-6 of the module docstring; ``launch_button=False`` stops after 5 (the Slurm mode's run).
+    ``students``: the accounts in the roles of student1 and student2 (the Slurm mode uses its own)."""
+    first, second = students
     loop_start = time.monotonic()
     course, exchange = hub["course"], hub["exchange"]
     cli = [PY, "-m", "autograder", "--course-root", str(course), "--exchange", str(exchange)]
@@ -297,8 +314,8 @@ def course_loop(hub, chromium, tmp_path, request):
 
     # 2. student1: fetch, fill apply_rope, run all, validate, submit
     with timed("2 student1 fetches, fills, validates, submits"):
-        s1_ctx, s1 = login(chromium, hub, "student1")
-        fetch_and_fill(s1, hub, "student1", "apply_rope")
+        s1_ctx, s1 = login(chromium, hub, first)
+        fetch_and_fill(s1, hub, first, "apply_rope")
         run_notebook(s1, f"{ASSIGNMENT}/{NOTEBOOK}")
         outputs = s1.locator(".jp-OutputArea-output").all_inner_texts()
         assert not any("apply_rope" in o and "Error" in o for o in outputs[:6]), outputs[:6]
@@ -311,16 +328,16 @@ def course_loop(hub, chromium, tmp_path, request):
         assert "NotImplementedError" in report and "gqa_attention" in report, report
         dialog.get_by_role("button", name="Ok").click()
         panel = open_assignments(s1)
-        submit(s1, panel, "student1")
+        submit(s1, panel, first)
         shot(s1, "2-student1-submitted")
-        s1_submission = submission_of(hub, "student1")
+        s1_submission = submission_of(hub, first)
         s1_digest = tree_digest(s1_submission)
 
     # 3. student2 submits a partial solution, then tries to read/overwrite student1's submission
     with timed("3 student2 submits, is denied student1's submission"):
-        s2_ctx, s2 = login(chromium, hub, "student2")
-        panel = fetch_and_fill(s2, hub, "student2", "gqa_attention")
-        submit(s2, panel, "student2")
+        s2_ctx, s2 = login(chromium, hub, second)
+        panel = fetch_and_fill(s2, hub, second, "gqa_attention")
+        submit(s2, panel, second)
         target = s1_submission / NOTEBOOK
         probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
             "import os\n"
@@ -335,7 +352,7 @@ def course_loop(hub, chromium, tmp_path, request):
             "    except OSError as err:\n"
             "        print(what, 'DENIED', type(err).__name__)\n")])
         probe.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        api(s2, hub, "student2", "PUT", "contents/probe.ipynb",
+        api(s2, hub, second, "PUT", "contents/probe.ipynb",
             {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(probe))})
         run_notebook(s2, "probe.ipynb")
         out = s2.locator(".jp-OutputArea-output").first
@@ -357,11 +374,11 @@ def course_loop(hub, chromium, tmp_path, request):
         from nbgrader.api import Gradebook
 
         with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_hub.course_id()) as gb:
-            s1_score = gb.find_submission(ASSIGNMENT, "student1").score
-            s2_score = gb.find_submission(ASSIGNMENT, "student2").score
+            s1_score = gb.find_submission(ASSIGNMENT, first).score
+            s2_score = gb.find_submission(ASSIGNMENT, second).score
         assert s1_score == points("rope_"), (s1_score, points("rope_"))  # unaffected by student2
         assert s2_score == points("gqa_"), (s2_score, points("gqa_"))
-        collected = course / "submitted" / "student1" / ASSIGNMENT / NOTEBOOK
+        collected = course / "submitted" / first / ASSIGNMENT / NOTEBOOK
         assert collected.read_bytes() == (s1_submission / NOTEBOOK).read_bytes()  # graded what student1 sent
 
         panel = open_assignments(s1)
@@ -369,14 +386,14 @@ def course_loop(hub, chromium, tmp_path, request):
         view = panel.get_by_text("(view feedback)").first
         view.wait_for(timeout=60_000)
         view.click()
-        html_file = next(Path(pwd.getpwnam("student1").pw_dir, ASSIGNMENT, "feedback").glob(f"*/{ASSIGNMENT}.html"))
+        html_file = next(Path(pwd.getpwnam(first).pw_dir, ASSIGNMENT, "feedback").glob(f"*/{ASSIGNMENT}.html"))
         s1.locator(".jp-DirListing-item", has_text=html_file.name).first.wait_for()
         shot(s1, "4-student1-feedback-folder")
         page = s1_ctx.new_page()
         external: list[str] = []
         page.on("request", lambda req: external.append(req.url) if not req.url.startswith(hub["url"]) else None)
-        rel = html_file.relative_to(pwd.getpwnam("student1").pw_dir)
-        page.goto(f"{hub['url']}/user/student1/files/{rel}", wait_until="networkidle")
+        rel = html_file.relative_to(pwd.getpwnam(first).pw_dir)
+        page.goto(f"{hub['url']}/user/{first}/files/{rel}", wait_until="networkidle")
         text = page.inner_text("body")
         shot(page, "4-student1-feedback")
         assert f"{s1_score:g}" in text and "apply_rope" in text, text[:2000]
@@ -402,31 +419,31 @@ def course_loop(hub, chromium, tmp_path, request):
 
         staff_menu = nbgrader_menu(instructor, "instructor")
         assert "Formgrader" in staff_menu and "Create assignment" in staff_menu, staff_menu
-        student_menu = nbgrader_menu(s1, "student1")
+        student_menu = nbgrader_menu(s1, first)
         assert "Assignment List" in student_menu, student_menu
         assert "Formgrader" not in student_menu and "Create assignment" not in student_menu, student_menu
-        reply = s1.request.get(f"{hub['url']}/user/student1/formgrader")
-        assert reply.status == 404, f"student1's formgrader answered {reply.status}"
+        reply = s1.request.get(f"{hub['url']}/user/{first}/formgrader")
+        assert reply.status == 404, f"{first}'s formgrader answered {reply.status}"
         reply = instructor.request.get(f"{hub['url']}/user/instructor/formgrader")
         assert reply.status == 200, f"instructor's formgrader answered {reply.status}"
 
-    # 6. the built book's launch button opens the chapter in student1's server (nbgitpuller, local repo)
-    with timed("6 launch button -> nbgitpuller -> chapter in JupyterLab"):
-        book = request.getfixturevalue("launch_book")  # here, so steps 1-5 do not wait for a clean build
-        page = launch(s1_ctx, hub, book, "modern_transformers")
-        wait_for_notebook(page, "modern_transformers")  # a notebook (jupytext), not the text editor
-        shot(page, "6-launch-button-chapter")
-        pulled = Path(pwd.getpwnam("student1").pw_dir, "lecture4-book", "book", "modern_transformers.md")
-        committed = subprocess.run(["git", "show", "HEAD:book/modern_transformers.md"], cwd=ROOT,
-                                   capture_output=True, check=True).stdout
-        assert pulled.read_bytes() == committed
-        # the launch repository brought the book, not the staff's material (nor its history)
-        clone = pulled.parents[1]
-        assert not [p for p in ("solutions", "autograder", "tests") if (clone / p).exists()], sorted(clone.iterdir())
-        history = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(clone), "log", "--all", "--name-only",
-                                  "--format="],
-                                 capture_output=True, text=True, check=True).stdout.split()
-        assert history and not [f for f in history if f.startswith(("solutions/", "autograder/", "tests/"))]
+    if launch_button:  # 6. the built book's launch button opens the chapter in student1's server (nbgitpuller)
+        with timed("6 launch button -> nbgitpuller -> chapter in JupyterLab"):
+            book = request.getfixturevalue("launch_book")  # here, so steps 1-5 do not wait for a clean build
+            page = launch(s1_ctx, hub, book, "modern_transformers")
+            wait_for_notebook(page, "modern_transformers")  # a notebook (jupytext), not the text editor
+            shot(page, "6-launch-button-chapter")
+            pulled = Path(pwd.getpwnam(first).pw_dir, "lecture4-book", "book", "modern_transformers.md")
+            committed = subprocess.run(["git", "show", "HEAD:book/modern_transformers.md"], cwd=ROOT,
+                                       capture_output=True, check=True).stdout
+            assert pulled.read_bytes() == committed
+            # the launch repository brought the book, not the staff's material (nor its history)
+            clone = pulled.parents[1]
+            assert not [p for p in ("solutions", "autograder", "tests") if (clone / p).exists()], sorted(clone.iterdir())
+            history = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(clone), "log", "--all", "--name-only",
+                                      "--format="],
+                                     capture_output=True, text=True, check=True).stdout.split()
+            assert history and not [f for f in history if f.startswith(("solutions/", "autograder/", "tests/"))]
 
     TIMES["whole loop"] = time.monotonic() - loop_start
     print("[hub] times: " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMES.items()), flush=True)

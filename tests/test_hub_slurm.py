@@ -1,20 +1,26 @@
 """The course hub with every user's server a Slurm job (``make hub-slurm``; issue 26), on the real
 one-node Slurm of tests/servers.py, driven as its users would:
 
-1. student1 logs in in Chromium, picks the CPU profile on the spawn page and gets JupyterLab from a
-   Slurm job of their own (squeue: user student1, the profile's CPUs and memory);
-2. the instructor releases hw-attention; student1 and student2 fetch and submit through their
+1. student3 logs in in Chromium, picks the CPU profile on the spawn page and gets JupyterLab from a
+   Slurm job of their own (squeue: user student3, the profile's CPUs and memory);
+2. the instructor releases hw-attention; student3 and student4 fetch and submit through their
    servers' nbgrader endpoints (what the Assignments panel's buttons call), i.e. from inside their
-   Slurm jobs; student2 cannot list inbound or read student1's submission; the TA's collect gets both;
-3. student1's job is killed under the running server (scancel): the hub notices, says the server is
-   gone, and student1 starts again with every file intact;
+   Slurm jobs; student4 cannot list inbound or read student3's submission; the TA's collect gets both;
+3. student3's job is killed under the running server (scancel): the hub notices, says the server is
+   gone, and student3 starts again with every file intact;
 4. an idle server is stopped by jupyterhub-idle-culler (its job ends, the home is kept) while a
    server with activity is left running;
 5. a profile Slurm cannot satisfy (a GPU on this GPU-less node) and an unknown profile give the user
    a clear error.
 
+Then, on a second hub of the same Slurm, tests/test_hub.py's course loop in the browser (steps 1-5:
+release seen in Formgrader, student3 fetches, fills, validates and submits in JupyterLab, student4's
+attempts on student3's submission denied, the TA grades and student3 reads the feedback, the
+Nbgrader menus by role), every user's server a Slurm job picked on the profile page.
+
 Needs root, Node.js (hub/node_modules) and slurm-wlm + munge (``make test`` installs them).
-Shares the OS users of tests/test_hub.py (run under ``flock /tmp/lock.hub`` next to it).
+Its students are student3 and student4: tests/test_hub.py (student1, student2) may run beside it.
+The instructor and TA accounts are shared; each hub has its own course folder and exchange.
 """
 from __future__ import annotations
 
@@ -27,24 +33,38 @@ from pathlib import Path
 import pytest
 
 from servers import slurm_cluster
+import test_hub
 from test_hub import ASSIGNMENT, NOTEBOOK, PY, as_user, chromium, course_hub, running_hub, shot  # noqa: F401
 
 from rest_client import HubRequestError, Rest  # hub/rest_client.py (test_hub puts hub/ on sys.path)
 
 pytestmark = [pytest.mark.browser]
+# this file's students: not tests/test_hub.py's student1/student2, whose homes that file's hub uses when
+# pytest-xdist runs the two files side by side
+STUDENTS = ("student3", "student4")
 CULL_TIMEOUT = 40  # s; the culler checks every max(5, timeout // 6) s (hub/jupyterhub_config.py)
 
 
 @pytest.fixture(scope="module")
 def slurm():
-    with slurm_cluster() as cluster:
+    # 4 CPUs on the 2-core machine: the course loop holds three 1-CPU servers at once (instructor,
+    # student3, student4); Slurm schedules by what slurm.conf declares
+    with slurm_cluster(cpus=4) as cluster:
         yield cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def hub(slurm):
+    """A Slurm-mode hub for one test (each test its own: they fetch and release the same assignment)."""
     env = {"SLURM_CONF": slurm.env["SLURM_CONF"], course_hub.CULL_VAR: str(CULL_TIMEOUT)}
-    with running_hub("--spawner", "slurm", env=env) as where:
+    with running_hub("--spawner", "slurm", env=env, students=STUDENTS) as where:
+        yield {**where, "slurm": slurm}
+
+
+@pytest.fixture
+def loop_hub(slurm):
+    """A Slurm-mode hub with the default culler timeout (1 h): the loop's tabs stay open for minutes."""
+    with running_hub("--spawner", "slurm", env={"SLURM_CONF": slurm.env["SLURM_CONF"]}, students=STUDENTS) as where:
         yield {**where, "slurm": slurm}
 
 
@@ -83,16 +103,16 @@ def jobs_of(slurm, user: str) -> list[dict]:
 def test_students_servers_are_slurm_jobs_and_the_course_runs_on_them(hub, chromium):
     slurm, course, exchange = hub["slurm"], hub["course"], hub["exchange"]
     cli = [PY, "-m", "autograder", "--course-root", str(course), "--exchange", str(exchange)]
-    s1, s2 = rest(hub, "student1"), rest(hub, "student2")
+    s1, s2 = rest(hub, "student3"), rest(hub, "student4")
 
-    # 1. student1 in the browser: the spawn page offers the profiles; CPU -> JupyterLab from a Slurm job
+    # 1. student3 in the browser: the spawn page offers the profiles; CPU -> JupyterLab from a Slurm job
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     try:
         page = context.new_page()
         page.set_default_timeout(120_000)
         page.goto(f"{hub['url']}/hub/login")
-        page.fill("input[name=username]", "student1")
-        page.fill("input[name=password]", hub["passwords"]["student1"])
+        page.fill("input[name=username]", "student3")
+        page.fill("input[name=password]", hub["passwords"]["student3"])
         page.click("#login_submit")
         page.locator("input[name=profile][value=gpu]").wait_for()
         form = page.locator("form#spawn_form").inner_text()
@@ -100,41 +120,41 @@ def test_students_servers_are_slurm_jobs_and_the_course_runs_on_them(hub, chromi
         shot(page, "slurm-1-profiles")
         page.check("input[name=profile][value=cpu]")
         page.click("form#spawn_form [type=submit]")
-        page.wait_for_url(f"**/user/student1/lab**", timeout=240_000)
+        page.wait_for_url(f"**/user/student3/lab**", timeout=240_000)
         page.locator(".jp-LabShell").wait_for()
         shot(page, "slurm-1-lab-from-a-slurm-job")
     finally:
         context.close()
-    [job] = jobs_of(slurm, "student1")
-    assert job["state"] == "RUNNING" and job["user"] == "student1", job
+    [job] = jobs_of(slurm, "student3")
+    assert job["state"] == "RUNNING" and job["user"] == "student3", job
     assert (job["cpus"], job["memory"]) == ("1", "2G"), job  # the CPU profile of hub/slurm_spawner.py
     assert s1.model()["servers"][""]["ready"]
 
-    with kept_active(s1):  # student1 keeps a JupyterLab tab open from here on; student2 does not
+    with kept_active(s1):  # student3 keeps a JupyterLab tab open from here on; student4 does not
         release_submit_kill_and_cull(hub, cli, s1, s2, job)
 
     # 5. profiles Slurm cannot satisfy, and unknown ones: a clear error, no job left behind
     s1.stop()
-    s1.call("POST", "/hub/api/users/student1/server", {"profile": "gpu"}, expect=(201, 202, 400, 500))
+    s1.call("POST", "/hub/api/users/student3/server", {"profile": "gpu"}, expect=(201, 202, 400, 500))
     failed = s1.wait(lambda m: not m["servers"] or not m["servers"].get("", {}).get("pending"), 120,
                      "the GPU spawn to end")
     assert not failed["servers"], failed
     log = hub["log"].read_text()
     assert "Slurm refused the server's job (One GPU profile)" in log, log[-3000:]
-    assert not jobs_of(slurm, "student1")
-    s1.call("POST", "/hub/api/users/student1/server", {"profile": "quantum"}, expect=(400, 500))
+    assert not jobs_of(slurm, "student3")
+    s1.call("POST", "/hub/api/users/student3/server", {"profile": "quantum"}, expect=(400, 500))
     assert "unknown profile 'quantum': expected one of cpu, gpu" in hub["log"].read_text()
-    assert not jobs_of(slurm, "student1")  # refused before anything was submitted
+    assert not jobs_of(slurm, "student3")  # refused before anything was submitted
 
 
 def release_submit_kill_and_cull(hub, cli, s1: Rest, s2: Rest, job: dict) -> None:
-    """Steps 2-4 of the module docstring (the caller keeps student1 active)."""
+    """Steps 2-4 of the module docstring (the caller keeps student3 active)."""
     slurm, course, exchange = hub["slurm"], hub["course"], hub["exchange"]
     # 2. release; both students fetch and submit from inside their jobs; isolation; the TA collects both
     r = as_user(hub, "instructor", *cli, "release", ASSIGNMENT)
     assert r.returncode == 0, r.stdout + r.stderr
     s2.start({"profile": "cpu"})
-    assert len(jobs_of(slurm, "student2")) == 1
+    assert len(jobs_of(slurm, "student4")) == 1
     for student in (s1, s2):
         student.touch()
         listed = student.nbgrader("fetch", ASSIGNMENT)
@@ -144,38 +164,56 @@ def release_submit_kill_and_cull(hub, cli, s1: Rest, s2: Rest, job: dict) -> Non
         listed = student.nbgrader("submit", ASSIGNMENT)
         assert any(a["assignment_id"] == ASSIGNMENT and a["status"] == "submitted" for a in listed), listed
     inbound = exchange / course_hub.course_id() / "inbound"
-    mine = sorted(p for p in inbound.iterdir() if p.name.startswith("student1+"))
+    mine = sorted(p for p in inbound.iterdir() if p.name.startswith("student3+"))
     assert mine, list(inbound.iterdir())
     for argv in (["ls", str(inbound)], ["cat", str(mine[-1] / NOTEBOOK)]):
-        r = as_user(hub, "student2", *argv)
+        r = as_user(hub, "student4", *argv)
         assert r.returncode != 0 and "Permission denied" in r.stderr, (argv, r.stdout, r.stderr)
     r = as_user(hub, "ta", *cli, "collect", ASSIGNMENT)
     assert r.returncode == 0, r.stdout + r.stderr
-    for student in ("student1", "student2"):
+    for student in ("student3", "student4"):
         assert (course / "submitted" / student / ASSIGNMENT / NOTEBOOK).is_file(), r.stdout
 
-    # 3. student1's job killed under the running server: the hub notices; student1 starts again, files intact
-    home1 = Path(pwd.getpwnam("student1").pw_dir)
+    # 3. student3's job killed under the running server: the hub notices; student3 starts again, files intact
+    home1 = Path(pwd.getpwnam("student3").pw_dir)
     marker = home1 / ASSIGNMENT / "my-notes.txt"
-    r = as_user(hub, "student1", "sh", "-c", f"echo 'kept across a killed job' > {marker}")
+    r = as_user(hub, "student3", "sh", "-c", f"echo 'kept across a killed job' > {marker}")
     assert r.returncode == 0, r.stderr
     slurm.run("scancel", job["id"])
     s1.wait(lambda m: not m["servers"], 60, "the hub to notice the killed job")
-    assert not jobs_of(slurm, "student1")
+    assert not jobs_of(slurm, "student3")
     again = s1.start({"profile": "cpu"})
-    [job2] = jobs_of(slurm, "student1")
+    [job2] = jobs_of(slurm, "student3")
     assert job2["id"] != job["id"] and again["servers"][""]["ready"]
     assert marker.read_text() == "kept across a killed job\n"
     assert (home1 / ASSIGNMENT / NOTEBOOK).is_file()
 
-    # 4. the culler: student2 idle -> its server and job end (home kept); student1 active -> kept
-    s2_notebook = Path(pwd.getpwnam("student2").pw_dir) / ASSIGNMENT / NOTEBOOK
+    # 4. the culler: student4 idle -> its server and job end (home kept); student3 active -> kept
+    s2_notebook = Path(pwd.getpwnam("student4").pw_dir) / ASSIGNMENT / NOTEBOOK
     deadline = time.monotonic() + CULL_TIMEOUT + 120
     while s2.model()["servers"] and time.monotonic() < deadline:
         time.sleep(3)
-    assert not s2.model()["servers"], "the idle server of student2 was not culled"
-    assert not jobs_of(slurm, "student2")
+    assert not s2.model()["servers"], "the idle server of student4 was not culled"
+    assert not jobs_of(slurm, "student4")
     assert s2_notebook.is_file()
-    assert s1.model()["servers"][""]["ready"], "student1's active server was culled"
-    assert "Culling server student2" in hub["log"].read_text()
-    assert "Culling server student1" not in hub["log"].read_text()
+    assert s1.model()["servers"][""]["ready"], "student3's active server was culled"
+    assert "Culling server student4" in hub["log"].read_text()
+    assert "Culling server student3" not in hub["log"].read_text()
+
+
+def test_course_loop_in_the_browser_on_slurm(loop_hub, chromium, tmp_path, request):
+    """tests/test_hub.py's course loop (steps 1-5) with every server a Slurm job of its user."""
+    slurm = loop_hub["slurm"]
+    test_hub.SHOT_PREFIX[""] = "slurm-loop-"
+    try:
+        test_hub.course_loop(loop_hub, chromium, tmp_path, request, launch_button=False, students=STUDENTS)
+        for user in ("instructor", "student3", "student4"):  # the servers the loop used were Slurm jobs
+            [job] = jobs_of(slurm, user)
+            assert job["state"] == "RUNNING" and (job["cpus"], job["memory"]) == ("1", "2G"), job
+    except BaseException:
+        for i, context in enumerate(chromium.contexts):  # what each user saw when it failed
+            for j, page in enumerate(context.pages):
+                shot(page, f"failed-{i}-{j}")
+        raise
+    finally:
+        test_hub.SHOT_PREFIX[""] = ""
