@@ -202,8 +202,9 @@ def login(chromium, hub, user: str):
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", hub["passwords"][user])
     page.click("#login_submit")
-    page.wait_for_url(re.compile(rf"/user/{user}/lab|/hub/spawn"), timeout=120_000)
-    if "/hub/spawn" in page.url:  # the Slurm mode's profile page (hub/slurm_spawner.py): the CPU profile
+    # the lab, or the Slurm mode's profile page (/hub/spawn; not /hub/spawn-pending, where a server starts)
+    page.wait_for_url(re.compile(rf"/user/{user}/lab|/hub/spawn(?!-pending)"), timeout=120_000)
+    if re.search(r"/hub/spawn(?!-pending)", page.url):  # the profile page (hub/slurm_spawner.py): CPU
         page.check("input[name=profile][value=cpu]")
         page.click("form#spawn_form [type=submit]")
         page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=240_000)
