@@ -333,9 +333,10 @@ def ensure_course_repository(repo: Path) -> None:
 # ---------------------------------------------------------------- the hub process
 def hub_environment(port: int, where: dict[str, Path], spawner: str = "local") -> dict[str, str]:
     """What hub/jupyterhub_config.py reads (it has no other source for these values)."""
+    hub_api, proxy_api = free_ports(2, exclude={port})
     return {**os.environ, "LEC4_HUB_PORT": str(port), "LEC4_HUB_STATE": str(where["state"]),
             "LEC4_COURSE_ID": course_id(), "LEC4_HUB_PROXY": str(PROXY),
-            "LEC4_HUB_API_PORT": str(free_port()), "LEC4_PROXY_API_PORT": str(free_port()),
+            "LEC4_HUB_API_PORT": str(hub_api), "LEC4_PROXY_API_PORT": str(proxy_api),
             INSTANCE_VAR: str(where["state"]), SPAWNER_VAR: spawner,
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
@@ -359,6 +360,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int, exclude: set[int]) -> list[int]:
+    """``count`` distinct free local ports, none in ``exclude``.
+
+    Each socket stays bound until all are picked, so two picks never return one port; ``exclude``
+    holds the hub's public port, which the caller may have picked the same way (bind to 0, close)
+    and nobody has bound yet: one CI run handed it out again as the proxy's API port, and the hub
+    then asked its own proxy's public side for its routes (404) and exited."""
+    socks, ports = [], []
+    try:
+        while len(ports) < count:
+            sock = socket.socket()
+            socks.append(sock)
+            sock.bind(("127.0.0.1", 0))
+            if sock.getsockname()[1] not in exclude:
+                ports.append(sock.getsockname()[1])
+        return ports
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:

@@ -89,3 +89,29 @@ def test_a_failed_start_frees_its_port(fake_start, monkeypatch):
     with pytest.raises(PermissionError):
         asyncio.run(spawner("student1").start())
     assert CourseLocalSpawner.ports_in_use == {}
+
+
+def test_the_hubs_internal_ports_are_distinct_and_not_its_public_port(monkeypatch):
+    """hub/hub.py's API ports: the kernel may hand out a just-closed port again, even the public one."""
+    import hub as course_hub  # hub/hub.py
+
+    bound: list[int] = []
+    real_socket = course_hub.socket.socket
+
+    class Repeating:  # a socket whose bind(0) returns the public port first, as a recycled port would
+        def __init__(self):
+            self.sock = real_socket()
+
+        def bind(self, address):
+            self.sock.bind(address)
+            bound.append(self.sock.getsockname()[1])
+
+        def getsockname(self):
+            return ("127.0.0.1", 40001) if len(bound) == 1 else self.sock.getsockname()
+
+        def close(self):
+            self.sock.close()
+
+    monkeypatch.setattr(course_hub.socket, "socket", Repeating)
+    ports = course_hub.free_ports(2, exclude={40001})
+    assert 40001 not in ports and len(set(ports)) == 2, ports
