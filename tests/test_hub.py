@@ -256,7 +256,7 @@ def submit(page, panel, user: str) -> None:
 def run_notebook(page, path: str) -> None:
     """Open a notebook in JupyterLab, wait for its kernel, run all cells; wait until none is running."""
     page.goto(page.url.split("/lab")[0] + f"/lab/tree/{path}")
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").first.wait_for()  # the open tab, not a restored one behind it
     page.locator("#jp-main-statusbar").get_by_text("Python 3 (ipykernel) | Idle").first.wait_for(timeout=180_000)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
@@ -827,7 +827,7 @@ def test_student_sees_own_due_date_and_late_penalty_and_ta_table_matches(hub, ch
         # in the browser: student1's own due date, in the first code cell of the notebook they fetched
         context, page = login(chromium, hub, "student1")
         page.goto(page.url.split("/lab")[0] + f"/lab/tree/{assignment}/{notebook}")
-        page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").first.wait_for()  # the open tab, not a restored one behind it
         page.locator("#jp-main-statusbar").get_by_text("Python 3 (ipykernel) | Idle").first.wait_for(timeout=180_000)
         cell = page.locator(".jp-NotebookPanel .jp-CodeCell").first
         assert "deadlines.show" in cell.inner_text(), cell.inner_text()
