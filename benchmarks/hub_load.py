@@ -132,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             Rest(url, user, passwords[user], course_hub.course_id()).stop(timeout=300)
     except BaseException:
         kept = Path(tempfile.mkdtemp(prefix="lec4-hub-load-failed-"))
-        for name in ("jupyterhub.log",):  # the hub's log (every spawn, port and proxy route) outlives the run
-            if (state / name).is_file():
-                shutil.copy2(state / name, kept / name)
+        log = course_hub.paths(state)["log"]  # the hub's log (every spawn, port and proxy route) outlives the run
+        if log.is_file():
+            shutil.copy2(log, kept / log.name)
         print(f"hub_load: failed; the hub's log is kept in {kept}", file=sys.stderr)
         raise
     finally:

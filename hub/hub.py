@@ -357,9 +357,7 @@ def check_slurm() -> None:
 
 def free_port() -> int:
     """A free local port for the hub's internal API and the proxy's API (two hubs may run)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1, exclude=set())[0]
 
 
 def free_ports(count: int, exclude: set[int]) -> list[int]:

@@ -203,8 +203,9 @@ def login(chromium, hub, user: str):
     page.fill("input[name=password]", hub["passwords"][user])
     page.click("#login_submit")
     # the lab, or the Slurm mode's profile page (/hub/spawn; not /hub/spawn-pending, where a server starts)
-    page.wait_for_url(re.compile(rf"/user/{user}/lab|/hub/spawn(?!-pending)"), timeout=120_000)
-    if re.search(r"/hub/spawn(?!-pending)", page.url):  # the profile page (hub/slurm_spawner.py): CPU
+    profile_page = r"/hub/spawn(?!-pending)"
+    page.wait_for_url(re.compile(rf"/user/{user}/lab|{profile_page}"), timeout=120_000)
+    if re.search(profile_page, page.url):  # the profile page (hub/slurm_spawner.py): CPU
         page.check("input[name=profile][value=cpu]")
         page.click("form#spawn_form [type=submit]")
         page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=240_000)
@@ -281,14 +282,21 @@ def tree_digest(folder: Path) -> str:
 
 
 # ---------------------------------------------------------------- the loop
-def test_course_loop_in_jupyterhub(hub, chromium, tmp_path, request):
+@contextmanager
+def screenshots_on_failure(chromium):
+    """If the block fails, a screenshot of every open page: what each user saw."""
     try:
-        course_loop(hub, chromium, tmp_path, request)
+        yield
     except BaseException:
-        for i, context in enumerate(chromium.contexts):  # what each user saw when it failed
+        for i, context in enumerate(chromium.contexts):
             for j, page in enumerate(context.pages):
                 shot(page, f"failed-{i}-{j}")
         raise
+
+
+def test_course_loop_in_jupyterhub(hub, chromium, tmp_path, request):
+    with screenshots_on_failure(chromium):
+        course_loop(hub, chromium, tmp_path, request)
 
 
 def course_loop(hub, chromium, tmp_path, request, launch_button: bool = True,

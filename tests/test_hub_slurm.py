@@ -53,19 +53,25 @@ def slurm():
         yield cluster
 
 
+@contextmanager
+def slurm_hub(slurm, **env: str):
+    """A Slurm-mode hub for one test (each test its own: they fetch and release the same assignment)."""
+    with running_hub("--spawner", "slurm", env={"SLURM_CONF": slurm.env["SLURM_CONF"], **env},
+                     students=STUDENTS) as where:
+        yield {**where, "slurm": slurm}
+
+
 @pytest.fixture
 def hub(slurm):
-    """A Slurm-mode hub for one test (each test its own: they fetch and release the same assignment)."""
-    env = {"SLURM_CONF": slurm.env["SLURM_CONF"], course_hub.CULL_VAR: str(CULL_TIMEOUT)}
-    with running_hub("--spawner", "slurm", env=env, students=STUDENTS) as where:
-        yield {**where, "slurm": slurm}
+    with slurm_hub(slurm, **{course_hub.CULL_VAR: str(CULL_TIMEOUT)}) as where:
+        yield where
 
 
 @pytest.fixture
 def loop_hub(slurm):
-    """A Slurm-mode hub with the default culler timeout (1 h): the loop's tabs stay open for minutes."""
-    with running_hub("--spawner", "slurm", env={"SLURM_CONF": slurm.env["SLURM_CONF"]}, students=STUDENTS) as where:
-        yield {**where, "slurm": slurm}
+    """The default culler timeout (1 h): the loop's tabs stay open for minutes."""
+    with slurm_hub(slurm) as where:
+        yield where
 
 
 def rest(hub, user: str) -> Rest:
@@ -206,14 +212,10 @@ def test_course_loop_in_the_browser_on_slurm(loop_hub, chromium, tmp_path, reque
     slurm = loop_hub["slurm"]
     test_hub.SHOT_PREFIX[""] = "slurm-loop-"
     try:
-        test_hub.course_loop(loop_hub, chromium, tmp_path, request, launch_button=False, students=STUDENTS)
-        for user in ("instructor", "student3", "student4"):  # the servers the loop used were Slurm jobs
-            [job] = jobs_of(slurm, user)
-            assert job["state"] == "RUNNING" and (job["cpus"], job["memory"]) == ("1", "2G"), job
-    except BaseException:
-        for i, context in enumerate(chromium.contexts):  # what each user saw when it failed
-            for j, page in enumerate(context.pages):
-                shot(page, f"failed-{i}-{j}")
-        raise
+        with test_hub.screenshots_on_failure(chromium):
+            test_hub.course_loop(loop_hub, chromium, tmp_path, request, launch_button=False, students=STUDENTS)
+            for user in ("instructor", *STUDENTS):  # the servers the loop used were Slurm jobs
+                [job] = jobs_of(slurm, user)
+                assert job["state"] == "RUNNING" and (job["cpus"], job["memory"]) == ("1", "2G"), job
     finally:
         test_hub.SHOT_PREFIX[""] = ""
