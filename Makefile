@@ -31,8 +31,10 @@ check-system:
 
 # loadfile: a file's tests share a worker (the e2e classes run one after the other, each
 # catalog is graded once); the book is built once for all workers (tests/conftest.py).
+# --no-loadscope-reorder: files start in tests/conftest.py's order, longest first (not by test count);
+# --durations=0 --durations-min=1: benchmarks/suite.py sums them per file for that order.
 test: env check-system hub/node_modules/.package-lock.json
-	$(PY) -m pytest -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=0 --durations-min=1 $(PYTEST_ARGS)
 
 # The course in a local multi-user JupyterHub (as root; README "JupyterHub"). Ctrl-C or `make hub-stop` ends it.
 HUB_PORT ?= 8000
@@ -55,4 +57,4 @@ lock: env
 	$(PY) -m pip freeze --exclude-editable > requirements-lock.txt
 
 clean:
-	rm -rf book/_build book/_static/mathjax
+	rm -rf book/_build

@@ -5,6 +5,8 @@ Clones this checkout's HEAD (committed work only, as CI sees it) into a temporar
 and writes ``benchmarks/results/suite.md``: the date, the machine, the load around the run, the
 commit, the wall time of ``.ci/run`` and of pytest, the pytest summary line, and the slowest tests
 (``make test`` passes ``--durations``). The README's suite figures come from that table.
+It also writes ``benchmarks/results/test_files.json``, each test file's seconds (its tests' phases
+summed, from the same durations): tests/conftest.py starts the longest files first.
 
 Usage (root, as CI runs): .venv/bin/python benchmarks/suite.py [--keep] [--out benchmarks/results/suite.md]
 Exit status: that of ``.ci/run``; the table is written either way (a failed run says so).
@@ -12,6 +14,7 @@ Exit status: that of ``.ci/run``; the table is written either way (a failed run 
 from __future__ import annotations
 
 import argparse
+import json
 import datetime as dt
 import os
 import platform
@@ -26,6 +29,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^=+ (.*\b(?:passed|failed|error)\b.*) in ([\d.]+)s", re.M)
 DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)", re.M)
+FILES = ROOT / "benchmarks" / "results" / "test_files.json"
+
+
+def file_seconds(log: str) -> dict[str, int]:
+    """{test file: seconds of its phases} from pytest's ``--durations`` lines in ``log``, longest first
+    (phases under ``make test``'s ``--durations-min`` are not listed: a lower bound per file)."""
+    total: dict[str, float] = {}
+    for s, _, test in DURATION.findall(log):
+        name = test.split("::")[0]
+        total[name] = total.get(name, 0) + float(s)
+    return {name: round(s) for name, s in sorted(total.items(), key=lambda kv: -kv[1])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +74,7 @@ Load average (1 min) before {load_before:.1f}, after {load_after:.1f}{' (the mac
 |---|---|
 | `.ci/run` exit status | {rc} |
 | `.ci/run` wall time (venv, pinned install, system packages, npm proxy, `make test`) | {wall / 60:.1f} min |
-| pytest (`make test`: `-n 2 --dist loadfile`) | {pytest_s / 60:.1f} min: {line} |
+| pytest (`make test`: `-n 2 --dist loadfile`, longest files first) | {pytest_s / 60:.1f} min: {line} |
 
 Slowest test phases (pytest `--durations`):
 
@@ -69,6 +83,8 @@ Slowest test phases (pytest `--durations`):
 {rows}
 """
     args.out.write_text(table)
+    if summary:
+        FILES.write_text(json.dumps(file_seconds(text), indent=1) + "\n")
     print(table)
     if not args.keep and rc == 0:
         shutil.rmtree(clone.parent, ignore_errors=True)
