@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.engine.callgraph import CallGraph
+
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG_ROOT = ROOT / "autograder" / "catalog"
 FIXED_ROWS = ("reference", "blank release")  # graded besides the catalog entries
@@ -115,24 +117,11 @@ def defined_names(code: str) -> set[str]:
 
 
 def affected_cells(suite, reference_code: str, names: set[str]) -> set[str]:
-    """Grade cells whose function is one of ``names`` or reaches one of them through the calls
-    and references of ``reference_code`` (transitively)."""
-    tree = ast.parse(reference_code)
-    defs = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-
-    def reaches(function: str) -> bool:
-        seen, todo = set(), [function]
-        while todo:
-            name = todo.pop()
-            if name in names:
-                return True
-            if name in seen or name not in defs:
-                continue
-            seen.add(name)
-            todo += [n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name)]
-            todo += [n.attr for n in ast.walk(defs[name]) if isinstance(n, ast.Attribute)]
-        return False
-    return {gid for gid, (function, _) in suite.GRADE_CELLS.items() if reaches(function)}
+    """Grade cells whose function is one of ``names`` or reaches one of them in ``reference_code``
+    (the engine's call graph, :mod:`autograder.engine.callgraph`: the rule the supervisor follows
+    too when it skips the callers of a hung function)."""
+    graph = CallGraph(reference_code)
+    return {gid for gid, (function, _) in suite.GRADE_CELLS.items() if graph.reaches(function, names)}
 
 
 def entry_scopes(assignment: str, entries: list[Entry], course_root: Path = ROOT) -> dict[str, list[str]]:

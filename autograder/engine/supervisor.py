@@ -15,13 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from autograder.checks import Call, Outcome
-from autograder.engine.runner import exhausted_memory, not_run_after_memory
+from autograder.engine.callgraph import CallGraph
+from autograder.engine.runner import CELL_MARK, exhausted_memory, not_run_after_memory
 from autograder.engine.sandbox import NOBODY, empty_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,6 +249,14 @@ def launcher_for(sandbox: Sandbox | None, env: dict[str, str] | None = None):
     return LocalLauncher(env) if sandbox is None else SandboxLauncher(sandbox, env)
 
 
+# Why a function's calls are no longer run (``launcher.stopped``, see :func:`_not_run`).
+TIMED_OUT, OVER_SCRATCH, OUT_OF_MEMORY = "timed out", "went over the scratch-space limit", "ran out of memory"
+# The stops whose rule reaches the callers too: the supervisor killed the run, so it decides about
+# every call after the stuck one. Not memory exhaustion: the runner carries on in the same process
+# after it and runs the callers itself (:func:`autograder.engine.runner.main` knows only the function).
+STOPS_CALLERS = (TIMED_OUT, OVER_SCRATCH)
+
+
 def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
               env: dict[str, str] | None = None, launcher=None) -> list[Outcome]:
     """Run ``calls`` against ``source`` in one run of the runner (restarted after a failure).
@@ -257,8 +267,10 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
     kills the process gets an error, and the calls after it run in a fresh process;
     if the code never finishes loading, every remaining call fails at once. After a call
     has timed out, ran out of memory, or wrote more than the sandbox's scratch limit (the
-    sandbox is then killed and what the code wrote removed), the other calls of its function
-    are not run (:func:`_not_run`), in this and in every later ``run_calls`` on the same ``launcher``.
+    sandbox is then killed and what the code wrote removed), the later calls of its function
+    -- and, after a timeout or a scratch overrun, of the functions that call it -- are not
+    run: the rule is :func:`_not_run`'s, kept in ``launcher.stopped`` for this and every later
+    ``run_calls`` on the same ``launcher``.
 
     ``launcher`` (see :func:`launcher_for`) is shared by the runs of one submission; by
     default one is made for this call. ``Outcome.peak_rss_bytes`` of isolated calls is the
@@ -277,8 +289,8 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(calls)
     while True:
         for i, call in enumerate(calls):
-            if outcomes[i] is None and call.function in launcher.stopped:
-                outcomes[i] = _not_run(call, launcher.stopped[call.function])
+            if outcomes[i] is None and launcher.stopped:
+                outcomes[i] = _not_run(call, launcher.stopped, source)
         pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
         if not pending:
             return outcomes  # type: ignore[return-value]
@@ -295,7 +307,7 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
             outcomes[i] = _load_outcome(path)
             outcomes[i].peak_rss_bytes = peak_rss if calls[i].isolated else None
             if not outcomes[i].ok and exhausted_memory(outcomes[i].error):
-                launcher.stopped.setdefault(calls[i].function, "ran out of memory")
+                launcher.stopped.setdefault(calls[i].function, OUT_OF_MEMORY)
             done = k + 1
         over_limit = launcher.take_limit_event()  # (removes what the code wrote)
         shutil.rmtree(job, ignore_errors=True)  # outcomes read: the job's files would count as scratch
@@ -309,23 +321,51 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
         stuck = pending[done]
         if over_limit:
             outcomes[stuck] = Outcome(ok=False, error=f"stopped: this call {over_limit}")
-            launcher.stopped[calls[stuck].function] = "went over the scratch-space limit"
+            launcher.stopped[calls[stuck].function] = OVER_SCRATCH
         elif overran:
             outcomes[stuck] = Outcome(ok=False, error=f"timed out (limit {calls[stuck].timeout:.0f} s)")
-            launcher.stopped[calls[stuck].function] = "timed out"
+            launcher.stopped[calls[stuck].function] = TIMED_OUT
         else:
             outcomes[stuck] = Outcome(ok=False, error=f"the process died (exit status {status}) during this call")
 
 
-def _not_run(call: Call, why: str) -> Outcome:
-    """The rule for the calls after a hang, a memory exhaustion or a scratch-space overrun: once
-    a call of a function has timed out, run out of memory or written more than the sandbox
-    allows, the other calls of that function in the same submission (this batch and later
-    ones) fail without being run -- once per function is enough; each would cost the same
-    again (a memory bomb: seconds to minutes per call)."""
-    if why == "ran out of memory":
+def _not_run(call: Call, stopped: dict[str, str], source: str) -> Outcome | None:
+    """The rule for the calls after a hang, a memory exhaustion or a scratch-space overrun, or
+    None for a call it lets run. ``stopped`` is ``{function: why}`` (the launcher's, for all the
+    runs of one submission).
+
+    - Once a call of a function has timed out, run out of memory or written more than the sandbox
+      allows, the other calls of that function in the same submission (this batch and later ones)
+      fail without being run -- once per function is enough; each would cost the same again (a
+      hang: its whole timeout; a memory bomb: seconds to minutes per call).
+    - After a timeout or a scratch overrun (:data:`STOPS_CALLERS`), so do the calls of every
+      function that reaches the stopped one in the submission's own ``source``
+      (:mod:`autograder.engine.callgraph`: a layer's backward or a training step that runs the
+      student's hung ``conv2d_backward`` costs no timeout more). A mention counts, so such a call
+      fails even where it would have passed the stopped function inputs it does not hang on --
+      as the later calls of the stopped function itself do. The source is read cell by cell, as
+      the runner runs it: what a cell that does not parse defines is not followed (a source
+      without cells that does not parse keeps the rule per function).
+    """
+    why = stopped.get(call.function)
+    if why == OUT_OF_MEMORY:
         return Outcome(ok=False, error=not_run_after_memory(call.function))
-    return Outcome(ok=False, error=f"not run: an earlier call of {call.function} {why}")
+    if why is not None:
+        return Outcome(ok=False, error=f"not run: an earlier call of {call.function} {why}")
+    spreading = [function for function, reason in stopped.items() if reason in STOPS_CALLERS]
+    reached = _call_graph(source).reached(call.function, spreading) if spreading else set()
+    for function in spreading:  # the first function stopped, of those it reaches
+        if function in reached:
+            return Outcome(ok=False, error=f"not run: {call.function} calls {function}, "
+                                           f"whose earlier call {stopped[function]}")
+    return None
+
+
+@lru_cache(maxsize=16)
+def _call_graph(source: str) -> CallGraph:
+    """The call graph of a submission, read cell by cell as the runner runs it: a cell that does
+    not parse defines nothing (a source without cells that does not parse: an empty graph)."""
+    return CallGraph(*CELL_MARK.split(source), skip_unparsable=True)
 
 
 def _wait(launcher, out: Path, calls: list[Call], first: int) -> tuple[int, int | None, str | None]:
