@@ -51,7 +51,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, Execute,
                                     IgnorePattern, LimitOutput, NbGraderPreprocessor, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
-from traitlets import Float, Instance, Integer, Unicode
+from traitlets import Instance, Integer, Unicode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -339,7 +339,6 @@ class TrustedVerdicts(NbGraderPreprocessor):
     """
 
     device = Unicode("", help="cpu / cuda; empty: cuda when torch sees a GPU, else cpu").tag(config=True)
-    call_timeout_scale = Float(1.0).tag(config=True)
 
     def preprocess(self, nb, resources):
         suite, code = _suite_and_code(self.config, resources, nb)
