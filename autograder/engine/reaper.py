@@ -10,9 +10,9 @@ It imports torch and :mod:`autograder.engine.runner` once (trusted code from the
 environment, before any submission code exists in the sandbox), says ``ready`` on
 ``REPORT_FD``, then serves the grader's lines on ``CONTROL_FD``:
 
-- ``run JOB_DIR OUT_DIR FIRST``: fork a child that drops to ``UID`` (no groups, no
+- ``run JOB_DIR OUT_DIR``: fork a child that drops to ``UID`` (no groups, no
   capabilities, no new privileges), enters ``HOME`` and runs ``runner.main`` -- the
-  submission's code and the calls from ``FIRST`` on; answer ``done STATUS PEAK_KIB``
+  submission's code and the job's calls; answer ``done STATUS PEAK_KIB``
   when it has ended (STATUS: exit code, or minus the signal that killed it);
 - ``kill``: end the current run now (the grader's deadline passed).
 
@@ -115,7 +115,7 @@ class Lines:
         return line.decode()
 
 
-def run_once(job_dir: str, out_dir: str, first: int, home: str, uid: int | None, close: list[int],
+def run_once(job_dir: str, out_dir: str, home: str, uid: int | None, close: list[int],
              control: Lines) -> tuple[int, int]:
     """Fork the run, wait for it (ending it on ``kill``), kill and reap the rest of the sandbox.
 
@@ -132,7 +132,7 @@ def run_once(job_dir: str, out_dir: str, first: int, home: str, uid: int | None,
                 drop_privileges(uid)
             _prctl(PR_SET_DUMPABLE, 1)  # like any exec'd program: its own /proc entries are its own
             from autograder.engine import runner
-            runner.main(job_dir, first, out_dir)
+            runner.main(job_dir, out_dir)
             code = 0
         finally:
             os._exit(code)
@@ -181,9 +181,9 @@ def serve(report_fd: int, control_fd: int, home: str, uid: int | None) -> int:
         if not line:
             return 0
         words = line.split()
-        if words[0] != "run" or len(words) != 4:
+        if words[0] != "run" or len(words) != 3:
             continue
-        status, peak = run_once(words[1], words[2], int(words[3]), home, uid, [report_fd, control_fd], control)
+        status, peak = run_once(words[1], words[2], home, uid, [report_fd, control_fd], control)
         os.write(report_fd, f"done {status} {peak}\n".encode())
 
 

@@ -6,9 +6,9 @@ source, makes the requested calls and writes every outcome to disk. The student'
 code can tamper with this process as it likes; all verdicts are computed outside,
 by :mod:`autograder.engine.grading`, from the saved outputs.
 
-Usage: python -m autograder.engine.runner JOB_DIR FIRST_CALL [OUT_DIR]
+Usage: python -m autograder.engine.runner JOB_DIR [OUT_DIR]
 Reads JOB_DIR/job.pt, writes OUT_DIR/loaded once the submission's code has run and
-OUT_DIR/outcome-<i>.pt for each call i >= FIRST_CALL (OUT_DIR defaults to JOB_DIR). Which calls
+OUT_DIR/outcome-<i>.pt for each call i of the job (OUT_DIR defaults to JOB_DIR). Which calls
 a job holds (none after a hang of their function) is the grader's decision
 (:mod:`autograder.engine.supervisor`). In the sandbox, :mod:`autograder.engine.reaper` calls
 :func:`main` in a forked child instead.
@@ -123,7 +123,7 @@ def run_call(namespace: dict, call: dict) -> dict:
     return outcome
 
 
-def main(job_dir: str, first: int, out_dir: str | None = None) -> None:
+def main(job_dir: str, out_dir: str | None = None) -> None:
     job_path = Path(job_dir)
     out_path = Path(out_dir) if out_dir else job_path
     job = torch.load(job_path / "job.pt", weights_only=True)
@@ -143,8 +143,6 @@ def main(job_dir: str, first: int, out_dir: str | None = None) -> None:
     (out_path / "loaded").touch()  # the grader now times each call on its own
     exhausted: set[str] = set()  # functions that ran out of memory in this run
     for i, call in enumerate(job["calls"]):
-        if i < first:
-            continue
         if call["function"] in exhausted:
             outcome = {"ok": False, "error": not_run_after_memory(call["function"])}
         else:
@@ -155,4 +153,4 @@ def main(job_dir: str, first: int, out_dir: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)

@@ -73,9 +73,9 @@ class LocalLauncher:
         (job / "out").mkdir()
         return job, job / "out"
 
-    def start(self, job: Path, out: Path, first: int) -> None:
+    def start(self, job: Path, out: Path) -> None:
         run_env = {**os.environ, **(self.env or {}), "PYTHONPATH": _python_path()}
-        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.engine.runner", str(job), str(first), str(out)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.engine.runner", str(job), str(out)],
                                      cwd=out, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
 
@@ -168,9 +168,9 @@ class SandboxLauncher:
                                "autograder/engine/reaper.py, failed)")
         self.ready = True
 
-    def start(self, job: Path, out: Path, first: int) -> None:
+    def start(self, job: Path, out: Path) -> None:
         self._ensure_started()
-        os.write(self.control, f"run {job} {out} {first}\n".encode())
+        os.write(self.control, f"run {job} {out}\n".encode())
 
     def _over_limit(self, message: str) -> None:
         """The watch's alarm (its own thread): kill the whole sandbox now; the run then ends
@@ -297,8 +297,8 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
         todo = [calls[i] for i in pending]
         job, out = launcher.new_job()  # a job holds only the calls still to run
         torch.save({"source": source, "calls": [c.payload() for c in todo]}, job / "job.pt")
-        launcher.start(job, out, 0)
-        status, peak_rss, overran = _wait(launcher, out, todo, 0)
+        launcher.start(job, out)
+        status, peak_rss, overran = _wait(launcher, out, todo)
         done = 0
         for k, i in enumerate(pending):
             path = out / f"outcome-{k}.pt"
@@ -368,19 +368,19 @@ def _call_graph(source: str) -> CallGraph:
     return CallGraph(*CELL_MARK.split(source), skip_unparsable=True)
 
 
-def _wait(launcher, out: Path, calls: list[Call], first: int) -> tuple[int, int | None, str | None]:
+def _wait(launcher, out: Path, calls: list[Call]) -> tuple[int, int | None, str | None]:
     """Wait for the run, killing it when the code loading or the current call overruns;
     return (exit status, peak RSS in bytes or None, None | "load" | "call")."""
     started = time.monotonic()
-    deadline, phase, progress = started + LOAD_TIMEOUT, "load", first - 1
+    deadline, phase, progress = started + LOAD_TIMEOUT, "load", -1
     while True:
         ended = launcher.poll()
         if ended is not None:
             return *ended, None
         now = time.monotonic()
         if phase == "load" and (out / "loaded").exists():
-            phase, deadline = "call", now + calls[first].timeout
-            progress = first
+            phase, deadline = "call", now + calls[0].timeout
+            progress = 0
         if phase == "call":
             while progress < len(calls) and (out / f"outcome-{progress}.pt").exists():
                 progress += 1
