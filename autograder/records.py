@@ -4,7 +4,7 @@ A record (:func:`make_record`) holds what the grader decided -- every check of e
 cell with pass/fail and hint, the points, the time it took -- and what is needed to
 reproduce it: the graded code itself (``source``, the student's solution cells laid out
 by the instructor's notebook), hashes of the hidden suite and of the public spec module it
-tests against, the suite's seeds and tolerances, and the environment (torch, CUDA, device,
+tests against, the suite's tolerances, and the environment (torch, CUDA, device,
 Python, grader commit, bubblewrap).
 
 Records live in ``COURSE/autograded/.records/ASSIGNMENT/STUDENT.json`` (:func:`record_path`):
@@ -16,7 +16,7 @@ sandbox and lists what changed. Its result mixes two kinds of lines:
 
 - *differences* (no prefix): a check that passes/fails differently or whose hint changed,
   a cell's points, the total -- what a regrade request is about;
-- *notes* (prefixed with :data:`NOTE`, see :func:`split_notes`): the suite, spec, seeds,
+- *notes* (prefixed with :data:`NOTE`, see :func:`split_notes`): the suite, spec,
   tolerances, torch/CUDA, device or grader commit differ from the record. They explain a
   difference; they are not one, and alone they leave ``replay_main``'s exit status at 0.
 
@@ -47,7 +47,9 @@ NOTE = "note: "  # prefix of replay's environment notes (not differences)
 
 REQUIRED_KEYS = ("schema", "assignment", "student", "graded_at", "submission_sha256", "source",
                  "source_sha256", "score", "max_score", "cells", "timings", "reproduce")
-REPRODUCE_KEYS = ("suite_module", "suite_sha256", "spec_sha256", "tolerances", "seeds", "torch", "cuda",
+# Older records also hold "reproduce.seeds" (always null: no suite ever had seeds); keys beyond these
+# are not checked, so those records still read and replay.
+REPRODUCE_KEYS = ("suite_module", "suite_sha256", "spec_sha256", "tolerances", "torch", "cuda",
                   "device", "device_name", "python", "grader_commit", "sandbox")
 CELL_KEYS = ("function", "points", "max_points", "checks")
 CHECK_KEYS = ("name", "kind", "passed", "hint")
@@ -89,7 +91,7 @@ def _sha256_file(path: str | Path | None) -> str | None:
 
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON data: dtypes and other keys as strings, tuples as lists, tensors as
-    lists (small ones: tolerances, seeds), anything else unknown as its ``repr``."""
+    lists (small ones: tolerances), anything else unknown as its ``repr``."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, float)):
@@ -109,13 +111,10 @@ def suite_file(suite) -> str | None:
     return getattr(suite, "__file__", None)
 
 
-def spec_file(suite, assignment: str) -> str | None:
-    """The public spec module the suite tests against, if any: ``suite.SPEC`` (a module or a
-    module name), else ``lec4.homework.<assignment with _>`` when it exists; its file or None."""
-    spec = getattr(suite, "SPEC", None)
-    if spec is not None and not isinstance(spec, str):
-        return getattr(spec, "__file__", None)
-    name = spec or f"lec4.homework.{assignment.replace('-', '_')}"
+def spec_file(assignment: str) -> str | None:
+    """The file of the assignment's public spec module ``lec4.homework.<assignment with _>``
+    (what its suite tests against), or None when there is none."""
+    name = f"lec4.homework.{assignment.replace('-', '_')}"
     try:
         found = importlib.util.find_spec(name)
     except (ImportError, ValueError):  # a parent package that does not exist
@@ -188,9 +187,8 @@ def environment(suite, assignment: str, device: str) -> dict:
     return {
         "suite_module": getattr(suite, "__name__", None),
         "suite_sha256": _sha256_file(suite_file(suite)),
-        "spec_sha256": _sha256_file(spec_file(suite, assignment)),
+        "spec_sha256": _sha256_file(spec_file(assignment)),
         "tolerances": suite_tolerances(suite),
-        "seeds": jsonable(getattr(suite, "SEEDS", None)),
         "torch": str(torch.__version__),
         "cuda": None if torch.version.cuda is None else str(torch.version.cuda),
         "device": device,
@@ -404,7 +402,6 @@ NOTED = {  # reproduce key -> what a change of it means
     "suite_sha256": "the hidden suite changed since grading",
     "spec_sha256": "the public spec module changed since grading",
     "tolerances": "the suite's tolerances changed",
-    "seeds": "the suite's seeds changed",
     "torch": "another torch version",
     "cuda": "another CUDA version",
     "device": "graded on another device",

@@ -113,8 +113,8 @@ def test_record_is_plain_json_without_tensors(graded):
 
 
 def test_jsonable_turns_dtype_keys_and_tensors_into_json():
-    assert records.jsonable({torch.float16: (1e-3, 2e-3), "seeds": torch.tensor([1, 2])}) == \
-        {"torch.float16": [1e-3, 2e-3], "seeds": [1, 2]}
+    assert records.jsonable({torch.float16: (1e-3, 2e-3), "sizes": torch.tensor([1, 2])}) == \
+        {"torch.float16": [1e-3, 2e-3], "sizes": [1, 2]}
 
 
 def test_records_live_in_a_dot_folder_outside_feedback(tmp_path):
@@ -157,6 +157,16 @@ def test_read_record_says_what_is_wrong(tmp_path, content, message):
     with pytest.raises(RecordError, match=message) as err:
         records.read_record(path)
     assert str(path) in str(err.value)
+
+
+def test_older_record_with_seeds_still_reads(graded, tmp_path):
+    """Older records hold "reproduce.seeds" (always null), no longer written: they still read, without a note."""
+    older = copy.deepcopy(graded[3])
+    older["reproduce"]["seeds"] = None
+    path = tmp_path / "bob.json"
+    path.write_text(json.dumps(older))
+    assert records.read_record(path) == older
+    assert records.environment_notes(older, graded[3]) == []
 
 
 def test_read_record_names_missing_keys(graded, tmp_path):
@@ -218,6 +228,7 @@ def test_environment_changes_are_notes_not_differences(graded):
 def test_replay_of_an_unchanged_record_finds_no_difference(graded):
     record = copy.deepcopy(graded[3])
     record["reproduce"]["torch"] = "1.0.0"  # an environment change: a note only
+    record["reproduce"]["seeds"] = None  # as in older records (no longer written): still replays
     lines = records.replay(record)
     differences, notes = records.split_notes(lines)
     assert differences == []
