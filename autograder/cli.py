@@ -466,8 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--timeout", type=float, default=1800, help="seconds per submission, all included")
     grade.add_argument("--device", choices=("cpu", "cuda"), help="grade on this device (default: cuda when "
                        "torch sees a GPU, else cpu)")
-    grade.add_argument("--cell-timeout", type=int, help="seconds per notebook cell (default 60)")
-    grade.add_argument("--notebook-timeout", type=int, help="seconds for the whole notebook (default 600)")
+    grade.add_argument("--cell-timeout", type=int, help="seconds per notebook cell (default: "
+                       "autograder.nbgrader_hooks.CELL_TIMEOUT_S)")
+    grade.add_argument("--notebook-timeout", type=int, help="seconds for the whole notebook (default: "
+                       "autograder.nbgrader_hooks.NOTEBOOK_TIMEOUT_S)")
     replay = sub.add_parser("replay", help="regrade a student's recorded submission with the current suite "
                             "and list the differences (exit 0 same, 1 differences, 2 bad input)")
     replay.add_argument("assignment")

@@ -61,6 +61,10 @@ from autograder.engine.sandbox import Limits, default_sandbox  # noqa: E402
 
 KERNEL_HOME = Path(os.environ.get("AUTOGRADER_SCRATCH", tempfile.gettempdir()))
 GRADED_OUTSIDE = "[graded outside your notebook by the course's grader]\n"
+# The notebook run's default time limits (SandboxedExecute), the one place they are written:
+# ``--cell-timeout`` / ``--notebook-timeout`` and AUTOGRADER_CELL_TIMEOUT / _NOTEBOOK_TIMEOUT override them.
+CELL_TIMEOUT_S = 60  # seconds per cell
+NOTEBOOK_TIMEOUT_S = 600  # wall-clock seconds for the whole notebook
 
 
 def grading_device(wanted: str = "") -> str:
@@ -124,8 +128,8 @@ class SandboxedExecute(Execute):
 
     device = Unicode("", help="the kernel sandbox's device (cpu / cuda); empty: auto").tag(config=True)
 
-    timeout = Integer(60, help="seconds per cell").tag(config=True)
-    notebook_timeout = Integer(600, help="wall-clock seconds for the whole notebook").tag(config=True)
+    timeout = Integer(CELL_TIMEOUT_S, help="seconds per cell").tag(config=True)
+    notebook_timeout = Integer(NOTEBOOK_TIMEOUT_S, help="wall-clock seconds for the whole notebook").tag(config=True)
     max_output_bytes = Integer(2 * 2**20, help="output kept per notebook").tag(config=True)
     interrupt_on_timeout = False
     startup_timeout = 120
@@ -448,8 +452,8 @@ def configure_from_environment(c, environ) -> None:
     ``AUTOGRADER_DB_URL``, ``AUTOGRADER_COURSE_ROOT``. ``python -m autograder`` does not rely
     on them: it passes its options as traitlets configuration (see :mod:`autograder.worker`),
     which is applied after this file and wins."""
-    c.SandboxedExecute.timeout = int(environ.get("AUTOGRADER_CELL_TIMEOUT", 60))
-    c.SandboxedExecute.notebook_timeout = int(environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", 600))
+    c.SandboxedExecute.timeout = int(environ.get("AUTOGRADER_CELL_TIMEOUT", CELL_TIMEOUT_S))
+    c.SandboxedExecute.notebook_timeout = int(environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", NOTEBOOK_TIMEOUT_S))
     if environ.get("AUTOGRADER_DEVICE"):
         for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts"):
             c[section].device = environ["AUTOGRADER_DEVICE"]

@@ -48,6 +48,21 @@ def test_every_configured_option_exists():
     assert not unknown, f"not nbgrader options: {unknown}"
 
 
+def test_default_timeouts_come_from_one_place_and_the_docs_say_them():
+    """CELL_TIMEOUT_S / NOTEBOOK_TIMEOUT_S are the defaults of SandboxedExecute and of the environment
+    variables; the READMEs' numbers are checked against them (the Slurm README's makespan uses it)."""
+    cell, notebook = nbgrader_hooks.CELL_TIMEOUT_S, nbgrader_hooks.NOTEBOOK_TIMEOUT_S
+    execute = nbgrader_hooks.SandboxedExecute
+    assert (execute.timeout.default_value, execute.notebook_timeout.default_value) == (cell, notebook)
+    config = course_config()
+    nbgrader_hooks.configure_from_environment(config, {})
+    assert (config.SandboxedExecute.timeout, config.SandboxedExecute.notebook_timeout) == (cell, notebook)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"`--cell-timeout` ({cell} s), `--notebook-timeout` ({notebook} s)" in readme
+    slurm = " ".join((ROOT / "autograder" / "slurm" / "README.md").read_text().split())
+    assert f"(`AUTOGRADER_NOTEBOOK_TIMEOUT`, {notebook} s by default" in slurm
+
+
 def test_limit_output_cuts_long_streams_and_tracebacks():
     from nbgrader.preprocessors import LimitOutput
 
