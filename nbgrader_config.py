@@ -18,6 +18,6 @@ c.CourseDirectory.course_id = "10423-lec4"
 c.ExchangeFactory.collect = "autograder.exchange.SafeCollect"
 
 # Extension hook for the grading pipeline (sandbox, trusted grading); absent until built.
-_pipeline = os.path.join(c.CourseDirectory.root, "autograder", "nbgrader_hooks.py")
+_pipeline = os.path.join(c.CourseDirectory.root, "autograder", "nbgrader_hooks", "config.py")
 if os.path.exists(_pipeline):
     load_subconfig(_pipeline)  # noqa: F821

@@ -113,3 +113,27 @@ def edits_sys_path(source: str) -> bool:
 def test_the_path_edit_scan_sees_one():
     assert edits_sys_path("import sys\nsys.path.insert(0, 'x')") and edits_sys_path("import sys\nsys.path[:0] = ['x']")
     assert not edits_sys_path("import sys\nprint(sys.path)")
+
+
+HOOKS = ROOT / "autograder" / "nbgrader_hooks"
+
+
+@pytest.mark.parametrize("path", sorted(HOOKS.glob("*.py")), ids=lambda p: p.name)
+def test_each_nbgrader_hooks_module_says_its_job(path):
+    """``autograder/nbgrader_hooks/`` is laid out like nbgrader's ``preprocessors/``: one job
+    (a preprocessor, the kernel manager, the settings, ...) per module, named in its docstring."""
+    assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(ROOT)} has no docstring"
+
+
+def test_nbgrader_hooks_reexports_what_callers_import():
+    """Callers import ``from autograder.nbgrader_hooks import NAME``: every name there is one of them."""
+    import autograder.nbgrader_hooks as hooks
+
+    imported = set()
+    for path in [*sorted((ROOT / "autograder").rglob("*.py")), *sorted((ROOT / "tests").glob("*.py"))]:
+        if HOOKS not in path.parents:
+            imported |= {m.removeprefix("autograder.nbgrader_hooks.") for m in imported_modules(path.read_text())
+                         if m.startswith("autograder.nbgrader_hooks.")}
+    missing = sorted(name for name in imported if "." not in name and not hasattr(hooks, name))
+    assert not missing, f"autograder.nbgrader_hooks does not re-export {missing}"
+    assert set(hooks.__all__) <= set(dir(hooks))
