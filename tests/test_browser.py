@@ -117,20 +117,22 @@ class LoadedPage:
 
 
 def _open_page(request, browser, site_url):
-    """The fixtures' one body: open the (page, theme) of ``request.param``, close it after the test."""
+    """The fixtures' one body: open the (page, theme) of ``request.param`` once for all the tests of
+    this file that use it (pytest runs them together), close it after them. The tests only read the
+    page, except test_solutions_are_hidden_until_clicked, the last test of its pages."""
     page_name, theme = request.param
     loaded = LoadedPage(browser, site_url, page_name, theme)
     yield loaded
     loaded.page.close()
 
 
-@pytest.fixture(params=PAGES, ids=[f"{p}-{t}" for p, t in PAGES])
+@pytest.fixture(scope="module", params=PAGES, ids=[f"{p}-{t}" for p, t in PAGES])
 def loaded(request, browser, site_url):
     """Every page (chapters and back matter) in both themes."""
     yield from _open_page(request, browser, site_url)
 
 
-@pytest.fixture(params=CHAPTER_PAGES, ids=[f"{p}-{t}" for p, t in CHAPTER_PAGES])
+@pytest.fixture(scope="module", params=CHAPTER_PAGES, ids=[f"{p}-{t}" for p, t in CHAPTER_PAGES])
 def chapter(request, browser, site_url):
     """The three numbered chapters in both themes (the textbook checks)."""
     yield from _open_page(request, browser, site_url)
