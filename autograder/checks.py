@@ -18,9 +18,11 @@ A suite module defines (the first four usually imported from the assignment's pu
   THE rule :func:`forbidden_uses` (public: :mod:`lec4.homework.checking`) with :data:`DYNAMIC_ACCESS`;
 - ``build_checks(device) -> list[Check]``, written with the builders below -- :func:`value_check`,
   :func:`gradient_check`, :func:`memory_check`, :func:`device_check`, :func:`unchanged_check`,
-  :func:`raises_check`, :func:`property_check`, :func:`all_of` -- and ending with
-  :func:`anchor_property_checks`. Each check declares its ``kind`` (:data:`KINDS`); the kind, never
-  the check's name, decides whether it earns credit alone or only with a correct result.
+  :func:`raises_check`, :func:`property_check`, :func:`all_of`. Each check declares its ``kind``
+  (:data:`KINDS`); the kind, never the check's name, decides whether it earns credit alone or only
+  with a correct result. The engine ties those that need one to their function's anchor
+  (:func:`anchor_property_checks`, in :func:`autograder.engine.grading.suite_checks`), for every
+  suite: a suite returns its checks unanchored and never calls it itself.
 """
 from __future__ import annotations
 
@@ -102,6 +104,7 @@ class Check:
     calls: list[Call]
     verify: Callable[[list[Outcome]], str | None]
     kind: str = "value"
+    anchor: Check | None = field(default=None, repr=False, compare=False)  # set by :func:`anchored`
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -396,7 +399,7 @@ def anchored(check: Check, anchor: Check) -> Check:
         return check.verify(outcomes[:n])
     fresh = [Call(c.function, list(c.args), dict(c.kwargs), c.device, c.grad_of, c.grad_output, c.isolated, c.timeout)
              for c in anchor.calls]
-    return Check(check.grade_id, check.name, check.calls + fresh, verify, kind=check.kind)
+    return Check(check.grade_id, check.name, check.calls + fresh, verify, kind=check.kind, anchor=anchor)
 
 
 def is_anchor(check: Check) -> bool:
@@ -407,11 +410,13 @@ def is_anchor(check: Check) -> bool:
 
 def anchor_property_checks(checks: list[Check], grade_cells: dict) -> list[Check]:
     """Tie every check that needs a correct result (``Check.needs_correct_result``, from its kind) to the
-    first plain value check (:func:`is_anchor`) of the same function; suites call it last."""
+    first plain value check (:func:`is_anchor`) of the same function. The engine applies it to every
+    suite's checks (:func:`autograder.engine.grading.suite_checks`); suites never call it. Idempotent:
+    a check already anchored (``Check.anchor`` set) is kept as it is, never wrapped twice."""
     anchors: dict[str, Check] = {}
     for check in checks:
         if is_anchor(check):
             anchors.setdefault(grade_cells[check.grade_id][0], check)
     return [anchored(c, anchors[grade_cells[c.grade_id][0]])
-            if c.needs_correct_result and grade_cells[c.grade_id][0] in anchors else c
+            if c.needs_correct_result and c.anchor is None and grade_cells[c.grade_id][0] in anchors else c
             for c in checks]

@@ -137,3 +137,36 @@ def test_nbgrader_hooks_reexports_what_callers_import():
     missing = sorted(name for name in imported if "." not in name and not hasattr(hooks, name))
     assert not missing, f"autograder.nbgrader_hooks does not re-export {missing}"
     assert set(hooks.__all__) <= set(dir(hooks))
+
+
+SUITE_FILES = (sorted((ROOT / "autograder" / "suites").glob("hw_*.py"))
+               + sorted((ROOT / "tests" / "fixtures" / "suites").glob("*.py")))
+
+
+def names_used(source: str) -> set[str]:
+    """Every name ``source`` mentions: imported (``from m import n``), read (``n``) or an attribute (``m.n``)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+    return found
+
+
+def test_the_name_scan_sees_an_anchoring_call():
+    assert "anchor_property_checks" in names_used("from autograder.checks import anchor_property_checks")
+    assert "anchor_property_checks" in names_used("import autograder.checks as c\nc.anchor_property_checks([], {})")
+    assert "anchor_property_checks" not in names_used("def build_checks(device):\n    return []")
+
+
+@pytest.mark.parametrize("path", SUITE_FILES, ids=lambda p: p.name)
+def test_suites_leave_anchoring_to_the_engine(path):
+    """Every check that needs a correct result is tied to its function's anchor by the engine
+    (``autograder.engine.grading.suite_checks``), for every suite: one rule in one place, so a
+    suite cannot forget it, and none does it itself."""
+    assert "anchor_property_checks" not in names_used(path.read_text()), (
+        f"{path.relative_to(ROOT)} uses anchor_property_checks: build_checks returns its checks unanchored, "
+        "the engine anchors them (autograder.engine.grading.suite_checks)")

@@ -21,6 +21,8 @@ def stamp(folder, text: str) -> None:
 
 
 def broken_softmax(course):
+    """row_softmax returns its input: every row_softmax check fails, "leaves its input unchanged" too
+    (it needs a correct result as well), so 3/7 (scaled_add's points)."""
     nb = nbformat.read(course / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "row_softmax")
     cell.source = "def row_softmax(x):\n    return x\n"
@@ -76,8 +78,8 @@ def test_the_record_holds_the_late_object(course):
     carl = late["carl"]
     assert carl["extension"]["reason"] == "medical note" and carl["due"] == "2026-12-12T23:59:00-05:00"
     assert carl["penalty"] == 0 and carl["final_score"] == 7
-    dora = late["dora"]  # latest: 4/7 - 1.4 = 2.6 < her on-time 7/7
-    assert dora["raw_score"] == 4 and dora["counted"] == "on-time" and dora["final_score"] == 7
+    dora = late["dora"]  # latest: 3/7 - 1.4 = 1.6 < her on-time 7/7
+    assert dora["raw_score"] == 3 and dora["counted"] == "on-time" and dora["final_score"] == 7
     assert dora["on_time"]["score"] == 7 and dora["on_time"]["submitted"] == "2026-12-11T04:00:00+00:00"
 
 
@@ -154,11 +156,11 @@ def test_an_extension_recomputes_final_scores_without_grading_and_replay_agrees(
 
 @pytest.mark.slow
 def test_collect_through_the_cli_keeps_the_on_time_copy_and_the_better_score_counts(tmp_path):
-    """fay submits on time (7/7), then a day late with a worse answer (4/7) into a real exchange's
+    """fay submits on time (7/7), then a day late with a worse answer (3/7) into a real exchange's
     inbound (nbgrader submit's layout); `python -m autograder collect` (nbgrader's collect, the
     measured submission times, the on-time copy) and `autograde`: her record counts the on-time
     submission by the default policy (the better of the on-time score and the penalized late
-    one: 7 > 4 - 1.4), and the gradebook's score is that final score."""
+    one: 7 > 3 - 1.4), and the gradebook's score is that final score."""
     import secrets
 
     from autograder.cli import Course
@@ -190,7 +192,7 @@ def test_collect_through_the_cli_keeps_the_on_time_copy_and_the_better_score_cou
     assert r.returncode == 0 and "graded" in summary(r)["fay"], r.stdout + r.stderr[-3000:]
     record = json.loads(record_of(course, "fay").read_text())
     late = record["late"]
-    assert late["raw_score"] == 4 and late["penalty"] == pytest.approx(1.4), late
+    assert late["raw_score"] == 3 and late["penalty"] == pytest.approx(1.4), late
     assert late["counted"] == "on-time" and late["final_score"] == 7, late
     assert late["on_time"]["score"] == 7 and late["on_time"]["submitted"] == "2026-12-11T04:00:00+00:00", late
     assert record["submission_time"]["used"] == "timestamp.txt" and record["submission_time"]["changed"], record

@@ -167,9 +167,36 @@ def test_kind_not_name_decides_what_needs_a_correct_result():
         _check("cell", "x", "vibes")
 
 
-def test_every_suite_check_declares_a_kind():
+def test_anchoring_twice_wraps_nothing_twice():
+    cells = {"cell": ("f", 1)}
+    once = checks.anchor_property_checks([_check("cell", "a", "value"), _check("cell", "p", "property")], cells)
+    twice = checks.anchor_property_checks(once, cells)
+    assert all(a is b for a, b in zip(once, twice)) and len(twice[1].calls) == 2 and twice[1].anchor is once[0]
+
+
+def test_every_suite_check_declares_a_kind_and_the_engine_anchors_them():
+    from autograder.engine.grading import suite_checks
     from autograder.suites import hw_attention as suite
     built = suite.build_checks("cpu")
     assert {c.kind for c in built} == {"value", "gradient", "memory", "device", "unchanged", "property"}
-    # property checks carry their anchor's call: one more call than they make themselves
     assert all(c.needs_correct_result == (c.kind in ("device", "unchanged", "property", "raises")) for c in built)
+    assert not [c for c in built if c.anchor is not None]  # the suite leaves anchoring to the engine
+    # the engine ties each check that needs a correct result to its function's anchor: one call more
+    graded = suite_checks(suite, "cpu")
+    assert [c.name for c in graded] == [c.name for c in built]
+    for plain, check in zip(built, graded):
+        assert (check.anchor is not None) == check.needs_correct_result
+        assert len(check.calls) == len(plain.calls) + (len(check.anchor.calls) if check.anchor else 0)
+
+
+def test_the_engine_refuses_a_check_that_needs_a_correct_result_and_has_no_anchor():
+    from types import SimpleNamespace
+
+    from autograder.engine.grading import anchored_checks
+    suite = SimpleNamespace(ASSIGNMENT="hw-x", GRADE_CELLS={"cell": ("f", 1), "other": ("g", 1)})
+    fine = [_check("cell", "a", "value"), _check("cell", "p", "unchanged")]
+    assert anchored_checks(suite, fine)[1].anchor is fine[0]
+    with pytest.raises(ValueError, match="no plain value check to anchor them: 'q' \\(device, other\\)$"):
+        anchored_checks(suite, fine + [_check("other", "q", "device")])
+    with pytest.raises(ValueError, match="does not declare"):
+        anchored_checks(suite, [_check("nowhere", "a", "value")])

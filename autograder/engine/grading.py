@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.checks import CellGrade, Check, CheckResult, Outcome, forbidden_calls
+from autograder.checks import CellGrade, Check, CheckResult, Outcome, anchor_property_checks, forbidden_calls
 from autograder.engine.supervisor import Sandbox, launcher_for, run_calls
 
 
@@ -27,7 +27,13 @@ _BUILT: dict[tuple[int, str], tuple[object, list[Check]]] = {}
 
 
 def suite_checks(suite, device: str) -> list[Check]:
-    """``suite.build_checks(device)``, built once per process and suite object.
+    """``suite.build_checks(device)``, anchored, built once per process and suite object.
+
+    The one place where checks are anchored: every check that needs a correct result (its kind,
+    :data:`autograder.checks.KINDS`) is tied to the first plain value check of its function
+    (:func:`autograder.checks.anchor_property_checks`), whatever the suite; a suite returns its
+    checks unanchored. A function with such a check and no plain value check to tie it to is an
+    error of the suite (ValueError), never a check credited alone.
 
     Checks are trusted data -- inputs, references, verdict functions that only read the
     outcomes -- and building them is deterministic (seeded), so a long-lived grading worker
@@ -37,17 +43,27 @@ def suite_checks(suite, device: str) -> list[Check]:
     """
     key = (id(suite), device)
     if key not in _BUILT or _BUILT[key][0] is not suite:
-        _BUILT[key] = (suite, suite.build_checks(device))
+        _BUILT[key] = (suite, anchored_checks(suite, suite.build_checks(device)))
     return _BUILT[key][1]
+
+
+def anchored_checks(suite, checks: list[Check]) -> list[Check]:
+    """``checks`` with those that need a correct result anchored; ValueError if one cannot be."""
+    unknown = {c.grade_id for c in checks} - set(suite.GRADE_CELLS)
+    if unknown:
+        raise ValueError(f"checks name grade cells the suite does not declare: {sorted(unknown)}")
+    checks = anchor_property_checks(checks, suite.GRADE_CELLS)
+    loose = [f"{c.name!r} ({c.kind}, {c.grade_id})" for c in checks if c.needs_correct_result and c.anchor is None]
+    if loose:
+        raise ValueError(f"suite {suite.ASSIGNMENT}: checks that need a correct result, but their function has no "
+                         f"plain value check to anchor them: {', '.join(loose)}")
+    return checks
 
 
 def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGrade]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     launcher.prestart()  # the sandbox starts while the checks are built (or taken from the cache)
-    checks = suite_checks(suite, device)
-    unknown = {c.grade_id for c in checks} - set(suite.GRADE_CELLS)
-    if unknown:
-        raise ValueError(f"checks name grade cells the suite does not declare: {sorted(unknown)}")
+    checks = suite_checks(suite, device)  # every check names a declared grade cell (checked there)
     banned = forbidden_calls(source, suite.FORBIDDEN)
 
     shared = [(ci, call) for ci, check in enumerate(checks) for call in check.calls if not call.isolated]
