@@ -193,13 +193,14 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
     from autograder.notebook import read_notebook, submission_source
     from autograder.engine.grading import grade, suite_checks
     from autograder.engine.sandbox import SandboxUnavailable, default_sandbox
-    from autograder.suites import load_suite
+    from autograder.suites import NoSuite, assignments, load_suite
 
     try:
         suite = load_suite(assignment)
-    except ValueError as err:
-        known = sorted(p.stem.replace("_", "-") for p in (ROOT / "autograder" / "suites").glob("[a-z]*.py"))
-        raise SelfcheckError(f"{err} (assignments with a suite: {', '.join(known)})") from None
+    except NoSuite as err:
+        raise SelfcheckError(f"{err} (assignments with a suite: {', '.join(assignments(course_root))})") from None
+    except ValueError as err:  # a suite that is there but broken
+        raise SelfcheckError(str(err)) from None
     device = check_device(device)
     entries = load_catalog(assignment)
     if only:

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = ("hw-attention", "hw-conv")
 
 
 def cpu_seconds() -> float:
@@ -116,6 +115,9 @@ def main() -> None:
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "grading.md"))
     args = parser.parse_args()
+    from autograder.suites import assignments
+
+    every = assignments(ROOT)  # the folders of solutions/ with a suite
     lines = [f"# Grading speed ({args.device})", "",
              f"Command: `.venv/bin/python benchmarks/grading.py --device {args.device} --repeats {args.repeats} "
              f"--class-size {args.class_size} --workers {args.workers}`", "",
@@ -127,7 +129,7 @@ def main() -> None:
              "sandboxed runs are not in it (bubblewrap does not hand their usage up).", "",
              "| assignment | hidden suite wall (s), median | runs (s) | grader CPU (s), median | target |",
              "|---|---|---|---|---|"]
-    for assignment in ASSIGNMENTS:
+    for assignment in every:
         walls, cpus = hidden_suite(assignment, args.device, args.repeats)
         lines.append(f"| {assignment} | {statistics.median(walls):.1f} | {', '.join(f'{w:.1f}' for w in walls)} | "
                      f"{statistics.median(cpus):.1f} | <= 10 s per submission |")
@@ -142,7 +144,7 @@ def main() -> None:
                   "the max is a worker's first submission (imports, building the suite's checks).", "",
                   "| assignment | s per submission per worker (wall-based) | per submission: median | max | target |",
                   "|---|---|---|---|---|"]
-        for assignment in ASSIGNMENTS:
+        for assignment in every:
             per, median, slowest = end_to_end(assignment, args.class_size, args.workers, args.device)
             lines.append(f"| {assignment} | {per:.1f} | {median:.1f} | {slowest:.1f} | <= 10 s |")
             print(lines[-1], flush=True)

@@ -1,7 +1,7 @@
 """``python -m autograder selfcheck`` in the production configuration: every submission is graded
 in the bubblewrap sandbox, with the trusted reaper measuring memory, as ``autograde`` does.
 
-For both assignments the reference gets full marks, the blank release 0, and every catalog entry
+For every assignment the reference gets full marks, the blank release 0, and every catalog entry
 loses points on the cells of its own solution cell only; each kind of hidden check (value,
 gradient, memory, device, forbidden call, inputs unchanged) is shown catching an entry by
 itself. Bad input (unknown assignment, no GPU for --device cuda, missing catalog) gets a clear
@@ -22,10 +22,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 from autograder import selfcheck  # noqa: E402
 from autograder.notebook import read_notebook, submission_source  # noqa: E402
-from autograder.suites import load_suite  # noqa: E402
+from autograder.suites import assignments, load_suite  # noqa: E402
 import selfcheck_rows  # noqa: E402
 
-ASSIGNMENTS = ("hw-attention", "hw-conv")
+ASSIGNMENTS = assignments()  # the folders of solutions/ with a suite
 # (assignment, kind of check, catalog entry, pattern of the failed check's name or hint): each kind
 # of hidden check catches an entry whose values are otherwise right, where the assignment has one.
 KINDS = [
@@ -184,7 +184,7 @@ def test_an_entry_that_is_not_caught_is_a_miss_and_exit_status_1(tmp_path, monke
 
 def test_the_gpu_node_script_runs_without_jupyter(tmp_path):
     """tools/device_selfcheck.sh with nbgrader, nbformat and Jupyter unimportable (as on the GPU node),
-    on the CPU here: both assignments' reference rows, tables written as markdown."""
+    on the CPU here: every assignment's reference row, tables written as markdown."""
     blocked = tmp_path / "blocked"
     for module in ("nbgrader", "nbformat", "nbconvert", "nbclient", "jupyter_client", "jupyter_core", "traitlets",
                    "tqdm"):

@@ -21,11 +21,11 @@ import pytest
 
 import selfcheck_rows
 from autograder import diagnosis, records, report, selfcheck
-from autograder.suites import load_suite
+from autograder.suites import assignments, load_suite
 from classgen import UNGRADABLE, make_class
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = ("hw-attention", "hw-conv")
+ASSIGNMENTS = assignments()  # the folders of solutions/ with a suite
 E2E_GRADED = ("partial_", "syntax_error", "hostile_dynamic_forbidden")  # graded by the engine alone
 LATE = {"due": "2026-02-01T23:59:00+00:00", "extension": None, "submitted": "2026-02-03T01:59:00+00:00",
         "lateness_s": 93600.0, "penalty": 10.0, "rule": "10% of the points per started day, at most 3 days",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Self-check of the grading pipeline on a (GPU) grading node: `python -m autograder selfcheck`
-# for both assignments, in the production bubblewrap sandbox, both at once.
+# for every assignment (the folders of solutions/ with a suite: autograder.suites.assignments), in the
+# production bubblewrap sandbox, all at once.
 #
 #   tools/device_selfcheck.sh [selfcheck options...]        (default: --device cuda)
 #
@@ -8,9 +9,9 @@
 # bubblewrap: the node's, else .device/bwrap from tools/device_prepare.sh. No nbgrader, no
 # Jupyter, no install: the repo's autograder/ and src/ (lec4) go on PYTHONPATH.
 # Writes selfcheck_<assignment>.md (tables for benchmarks/results/) and .log files to
-# $OUT (else ./selfcheck-out). Exit status: 0 both passed, 1 a miss, 2 could not check.
+# $OUT (else ./selfcheck-out). Exit status: 0 all passed, 1 a miss, 2 could not check.
 # WORKERS: submissions graded at once per assignment (default: a third of the cores, at most 6;
-# both assignments run at the same time).
+# the assignments run at the same time).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 out="${OUT:-$PWD/selfcheck-out}"
@@ -22,6 +23,8 @@ for tool in bwrap prlimit setpriv python3; do
     command -v "$tool" >/dev/null || { echo "device_selfcheck: $tool not found (bwrap: run tools/device_prepare.sh here and carry .device)" >&2; exit 2; }
 done
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD:$PWD/src" PYTHONUNBUFFERED=1
+mapfile -t assignments < <(python3 -c 'from autograder.suites import assignments; print(*assignments(), sep="\n")')
+(( ${#assignments[@]} )) || { echo "device_selfcheck: no assignment found (autograder.suites.assignments)" >&2; exit 2; }
 cores=$(nproc)
 workers="${WORKERS:-$(( cores / 3 > 6 ? 6 : (cores / 3 < 1 ? 1 : cores / 3) ))}"
 args=("$@")
@@ -50,7 +53,7 @@ print(f"sandbox smoke test on {device}: ok={out.ok} error={out.error} peak RSS {
 EOF
 start=$(date +%s)
 pids=()
-for assignment in hw-attention hw-conv; do
+for assignment in "${assignments[@]}"; do
     python3 -m autograder selfcheck "$assignment" --workers "$workers" --markdown "$out/selfcheck_${assignment//-/_}.md" \
         "${args[@]}" >"$out/selfcheck_${assignment//-/_}.log" 2>&1 &
     pids+=($!)
@@ -60,8 +63,8 @@ for pid in "${pids[@]}"; do
     wait "$pid"; code=$?
     (( code > status )) && status=$code
 done
-for assignment in hw-attention hw-conv; do
+for assignment in "${assignments[@]}"; do
     echo "=== $assignment"; cat "$out/selfcheck_${assignment//-/_}.log"
 done
-echo "device_selfcheck: both assignments in $(( $(date +%s) - start )) s, exit status $status"
+echo "device_selfcheck: ${assignments[*]} in $(( $(date +%s) - start )) s, exit status $status"
 exit "$status"

@@ -15,8 +15,31 @@ from types import ModuleType
 REQUIRED = ("ASSIGNMENT", "NOTEBOOK", "GRADE_CELLS", "FORBIDDEN", "build_checks")
 
 
+class NoSuite(ValueError):
+    """:func:`load_suite` found no suite module for the assignment (a suite that is there but
+    broken raises a plain ValueError)."""
+
+
 def module_name(assignment: str) -> str:
     return assignment.replace("-", "_")
+
+
+def assignments(course_root=None) -> list[str]:
+    """The assignments of a course, sorted: the folders of ``course_root/solutions`` (default: this
+    repository's) that have a suite (:func:`load_suite`). THE list of assignments, for every tool
+    and test that runs "each assignment" (a folder without a suite is not one; a broken suite raises).
+    Imports the suites, so it needs torch and lec4, never nbgrader."""
+    from pathlib import Path
+
+    root = Path(course_root) if course_root is not None else Path(__file__).resolve().parents[2]
+    found = []
+    for folder in sorted(p for p in (root / "solutions").iterdir() if p.is_dir()):
+        try:
+            load_suite(folder.name)
+        except NoSuite:
+            continue
+        found.append(folder.name)
+    return found
 
 
 def load_suite(assignment: str) -> ModuleType:
@@ -36,8 +59,8 @@ def load_suite(assignment: str) -> ModuleType:
         except ModuleNotFoundError as err:
             if err.name != f"{__name__}.{name}":
                 raise
-            raise ValueError(f"no grading suite for assignment {assignment!r}: expected "
-                             f"autograder/suites/{name}.py") from None
+            raise NoSuite(f"no grading suite for assignment {assignment!r}: expected "
+                          f"autograder/suites/{name}.py") from None
     missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
     if missing:
         raise ValueError(f"suite {module.__name__} lacks {', '.join(missing)}")

@@ -20,6 +20,9 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell
 
+from autograder.engine.callgraph import CallGraph
+from autograder.notebook import submission_source
+
 
 def _meta(cell):
     return cell.get("metadata", {}).get("nbgrader", {}) or {}
@@ -29,10 +32,14 @@ def _solution_ids(nb):
     return [_meta(c)["grade_id"] for c in nb.cells if _meta(c).get("solution")]
 
 
-# Graded functions that run through other graded functions, per assignment: blanking one of the
-# latter costs the former's cells too (the expectation of a partial submission). hw-conv's given
-# cnn_logits runs through the student's conv2d_backward and maxpool2d_backward.
-DEPENDS = {"hw-conv": {"cnn_logits": {"conv2d_backward", "maxpool2d_backward"}}}
+def graded_dependencies(source_nb, functions) -> dict[str, set[str]]:
+    """``{graded function: the other graded functions it reaches}`` in the reference solution's code
+    (the engine's call graph, the rule by which the supervisor skips the callers of a hung function):
+    blanking one of the latter costs the former's cells too (the expectation of a partial
+    submission). hw-conv's given cnn_logits reaches the student's conv2d_backward and
+    maxpool2d_backward; hw-attention's functions reach none of each other."""
+    graph = CallGraph(submission_source(source_nb))
+    return {fn: reached for fn in functions if (reached := graph.reached(fn, set(functions) - {fn}))}
 
 
 def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str, float]:
@@ -45,7 +52,7 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     # which solution cell defines which function (by `def name(` in the solution source);
     # functions given in locked cells (e.g. a model wired from the student's pieces) have none
     cell_of = {fn: g for fn in functions for g, src in solution.items() if f"def {fn}(" in src}
-    depends = DEPENDS.get(suite.ASSIGNMENT, {})
+    depends = graded_dependencies(source_nb, functions)
 
     def lost(fn):
         return points[fn] + sum(points[g] for g in functions if fn in depends.get(g, ()))
