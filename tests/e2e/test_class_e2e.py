@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.suites import load_suite  # noqa: E402
+from autograder.suites import assignments, load_suite  # noqa: E402
 
 from classgen import UNGRADABLE, make_class  # noqa: E402
 
@@ -19,7 +19,7 @@ FIXTURE = ROOT / "tests" / "fixtures"
 # The real assignments always; the small fixture assignment (a faster pipeline check while
 # developing the grader) with AUTOGRADER_E2E_FIXTURE=1.
 GRADING = ("--device", "cpu", "--cell-timeout", "20", "--notebook-timeout", "120")
-ASSIGNMENTS = ["hw-attention", "hw-conv"] + (["hw-fixture"] if os.environ.get("AUTOGRADER_E2E_FIXTURE") == "1" else [])
+ASSIGNMENTS = assignments() + (["hw-fixture"] if os.environ.get("AUTOGRADER_E2E_FIXTURE") == "1" else [])
 # The broken and hostile students attack the harness (notebook, kernel, sandbox, outcome files),
 # whatever the assignment: hw-attention's class has them all; hw-conv's has the students whose
 # grade depends on its own suite (correct, one partial per function -- its cnn_logits runs
