@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book pdf test env check-python check-system lock clean hub hub-slurm hub-stop
+.PHONY: book pdf test test-fast env check-python check-system lock clean hub hub-slurm hub-stop
 
 check-python:
 	@$(PYTHON) tools/check_python.py
@@ -35,6 +35,11 @@ check-system:
 # --durations=0 --durations-min=1: benchmarks/suite.py sums them per file for that order.
 test: env check-system hub/node_modules/.package-lock.json
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=0 --durations-min=1 $(PYTEST_ARGS)
+
+# The inner loop: the same suite without the tests marked slow, book or browser (no book build,
+# no browser, no hub, no Slurm, no whole-class grading). `make test` stays the whole proof.
+test-fast: env
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not book and not browser" $(PYTEST_ARGS)
 
 # The course in a local multi-user JupyterHub (as root; README "JupyterHub"). Ctrl-C or `make hub-stop` ends it.
 HUB_PORT ?= 8000
