@@ -56,6 +56,8 @@ from pathlib import Path
 from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from autograder import options
+
 SCHEMA = 1
 FILE = "calendar.json"
 AUDIT = "calendar.audit.jsonl"
@@ -368,7 +370,7 @@ def who() -> str:
         name = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         name = f"uid {os.getuid()}"
-    behind = os.environ.get("SUDO_USER")
+    behind = options.sudo_user()
     return f"{name} (sudo by {behind})" if behind and behind != name else name
 
 

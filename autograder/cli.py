@@ -4,11 +4,15 @@ Every command runs nbgrader with the repo's ``nbgrader_config.py`` (which loads
 :mod:`autograder.nbgrader_hooks`: sandboxed kernel, trusted verdicts), so what this
 adds is orchestration: long-lived grading workers (:mod:`autograder.worker`, one GPU each,
 killed and replaced when a submission overruns ``--timeout``), pre-flight checks of broken
-submissions, resumable runs, a summary table and an honest exit status. Configuration
-reaches nbgrader as traitlets options (command line or the workers' config), never through
-this process's environment. Whether a submission was graded, its score, and whether it
-is unchanged since (skip) come from its grade record (:mod:`autograder.records`), which
-the hooks write.
+submissions, resumable runs, a summary table and an honest exit status.
+
+Configuration is by flags, which reach nbgrader and the workers as traitlets options (command
+line or the workers' config) and win. A flag not given leaves in force what
+``nbgrader_config.py`` sets from the documented ``AUTOGRADER_*`` variables -- read in one
+place, :mod:`autograder.options`, for a TA's plain ``nbgrader``, the Slurm scripts and the
+workers -- else the defaults written there. Whether a submission was graded, its score, and
+whether it is unchanged since (skip) come from its grade record (:mod:`autograder.records`),
+which the hooks write.
 
 Exit status of ``autograde``: 0 every submission graded; 1 some submission could not be
 graded (its reason is printed; unreadable notebooks get 0 points in the gradebook);
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import queue
 import subprocess
 import sys
@@ -27,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import records
+from autograder import options, records
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCKED_RETRIES = 3  # attempts when SQLite's gradebook is locked by another worker for a moment
@@ -206,15 +209,15 @@ class Settings:
     notebook_timeout: int | None = None
 
     def traitlets(self) -> dict:
-        options: dict = {}
+        traits: dict = {}
         if self.device:
             for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts", "ApplyLatePolicy"):
-                options[section] = {"device": self.device}
+                traits[section] = {"device": self.device}
         if self.cell_timeout is not None:
-            options.setdefault("SandboxedExecute", {})["timeout"] = self.cell_timeout
+            traits.setdefault("SandboxedExecute", {})["timeout"] = self.cell_timeout
         if self.notebook_timeout is not None:
-            options.setdefault("SandboxedExecute", {})["notebook_timeout"] = self.notebook_timeout
-        return options
+            traits.setdefault("SandboxedExecute", {})["notebook_timeout"] = self.notebook_timeout
+        return traits
 
 
 def already_graded(course: Course, assignment: str, student: str, digest: str) -> dict | None:
@@ -314,7 +317,7 @@ def _failed(course: Course, assignment: str, student: str, start: float, since: 
 def visible_gpu_ids(count: int) -> list[str]:
     """The ids a worker may put in CUDA_VISIBLE_DEVICES: the inherited list when one is set
     (a Slurm task bound to GPUs "2,3" must stay on them), else 0 .. count-1."""
-    inherited = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    inherited = [g.strip() for g in (options.cuda_visible_devices() or "").split(",") if g.strip()]
     return inherited[:count] if inherited else [str(i) for i in range(count)]
 
 
@@ -328,7 +331,7 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if require_gpu and gpus == 0:
         print("autograde: --require-gpu, but torch sees no CUDA device "
-              f"(torch {torch.__version__}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})",
+              f"(torch {torch.__version__}, CUDA_VISIBLE_DEVICES={options.cuda_visible_devices()!r})",
               file=sys.stderr)
         return 2
     try:
@@ -384,7 +387,7 @@ def _work(course: Course, suite, assignment: str, settings: Settings, todo: queu
     submission, until ``todo`` is empty. Every student it takes ends up in ``results``."""
     from autograder.worker import Worker
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = options.child_env(PATH=options.path_with_python_bin())
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     log_dir = course.root / "autograded" / ".logs"
@@ -446,7 +449,8 @@ def print_summary(results: list[Result], wall: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--course-root", help="course folder (default: the repo root)")
+    parser.add_argument("--course-root", help="course folder (default: env AUTOGRADER_COURSE_ROOT for the "
+                        "commands that run nbgrader, else the repo root)")
     parser.add_argument("--db-url", help="gradebook URL, e.g. postgresql+psycopg2://user@host/db "
                         "(default: env AUTOGRADER_DB_URL, else SQLite gradebook.db)")
     parser.add_argument("--exchange", help="nbgrader exchange folder (release/collect)")
@@ -464,12 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--require-gpu", action="store_true", help="fail unless a CUDA device is visible")
     grade.add_argument("--regrade", action="store_true", help="also regrade unchanged, already graded submissions")
     grade.add_argument("--timeout", type=float, default=1800, help="seconds per submission, all included")
-    grade.add_argument("--device", choices=("cpu", "cuda"), help="grade on this device (default: cuda when "
-                       "torch sees a GPU, else cpu)")
+    grade.add_argument("--device", choices=("cpu", "cuda"), help="grade on this device (default: env "
+                       "AUTOGRADER_DEVICE, else cuda when torch sees a GPU, else cpu)")
     grade.add_argument("--cell-timeout", type=int, help="seconds per notebook cell (default: "
-                       "autograder.nbgrader_hooks.CELL_TIMEOUT_S)")
+                       f"env AUTOGRADER_CELL_TIMEOUT, else {options.CELL_TIMEOUT_S})")
     grade.add_argument("--notebook-timeout", type=int, help="seconds for the whole notebook (default: "
-                       "autograder.nbgrader_hooks.NOTEBOOK_TIMEOUT_S)")
+                       f"env AUTOGRADER_NOTEBOOK_TIMEOUT, else {options.NOTEBOOK_TIMEOUT_S})")
     replay = sub.add_parser("replay", help="regrade a student's recorded submission with the current suite "
                             "and list the differences (exit 0 same, 1 differences, 2 bad input)")
     replay.add_argument("assignment")
@@ -517,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.assignment, args.student, args.device)
 
     # nbgrader runs `alembic` (gradebook migrations) from PATH: use the environment's own
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    options.put_python_bin_on_path()
     course = Course.load(args.course_root, args.db_url, args.exchange)
     if args.command == "generate":
         return run_nbgrader(course, "generate_assignment", args.assignment, "--force")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +31,8 @@ import sys
 import tarfile
 import tomllib
 from pathlib import Path
+
+from autograder import options
 
 ROOT = Path(__file__).resolve().parents[1]
 # Copied from HEAD as they are (tracked files only).
@@ -114,8 +115,8 @@ def commit_tree(repo: Path, message: str, author: str = DEFAULT_AUTHOR) -> bool:
     if match is None:
         raise PublishError(f"--author {author!r}: expected 'Name <email>', e.g. {DEFAULT_AUTHOR!r}")
     name, email = match.groups()
-    env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+    env = options.child_env(GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email,
+                            GIT_COMMITTER_NAME=name, GIT_COMMITTER_EMAIL=email)
     subprocess.run(["git", "-C", str(repo), "add", "--all"], check=True, capture_output=True)
     if not subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], check=True, capture_output=True,
                           text=True).stdout.strip():

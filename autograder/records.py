@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autograder import options
 from autograder.checks import CellGrade
 
 SCHEMA = 1
@@ -448,7 +449,7 @@ def _no_gpu(device: str) -> str | None:
     if torch.cuda.is_available():
         return None
     return (f"device {device!r}, but torch {torch.__version__} sees no CUDA device here "
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+            f"(CUDA_VISIBLE_DEVICES={options.cuda_visible_devices()!r})")
 
 
 def replay_main(course_root: Path, assignment: str, student: str, device: str | None) -> int:

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder import options
 from autograder.engine.callgraph import CallGraph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,7 +179,7 @@ def check_device(device: str) -> str:
         raise SelfcheckError(f"--device {device!r}: expected cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise SelfcheckError(f"--device cuda, but torch {torch.__version__} sees no CUDA device "
-                             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                             f"(CUDA_VISIBLE_DEVICES={options.cuda_visible_devices()!r}); "
                              "run on the GPU node or use --device cpu")
     return device
 

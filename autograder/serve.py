@@ -66,7 +66,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from autograder import calendar, records
+from autograder import calendar, options, records
 
 DAY = 86400.0
 MODES = ("verdicts", "count")
@@ -313,7 +313,7 @@ class WorkerGrader:
         """The service's course: each assignment's instructor notebooks copied, generated into its gradebook."""
         from autograder.cli import _assignment_known
 
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # alembic
+        options.put_python_bin_on_path()  # nbgrader runs alembic
         self.course.root.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for assignment in self.assignments:
@@ -342,7 +342,7 @@ class WorkerGrader:
         from autograder.worker import Worker
 
         if index not in self.workers or self.workers[index].proc is None:
-            env = {**os.environ}
+            env = options.child_env()
             if self.settings.device == "cuda":  # one GPU per worker, as autograde does
                 import torch
 

@@ -139,6 +139,45 @@ def test_nbgrader_hooks_reexports_what_callers_import():
     assert set(hooks.__all__) <= set(dir(hooks))
 
 
+OPTIONS = ROOT / "autograder" / "options.py"
+ENVIRONMENT = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+
+
+def environment_uses(source: str) -> list[int]:
+    """Lines of ``source`` that read or set the process environment: ``os.environ``, ``os.getenv``
+    (and the like), those names imported from ``os``, or a bare ``getenv(...)``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ENVIRONMENT and getattr(node.value, "id", None) == "os":
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name in ENVIRONMENT for a in node.names):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getenv":
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_the_environment_scan_sees_a_read():
+    assert environment_uses("import os\nx = os.environ.get('A')") == [2]
+    assert environment_uses("import os\nenv = {**os.environ}") == [2]
+    assert environment_uses("import os\nos.getenv('A')") == [2]
+    assert environment_uses("from os import environ, getenv\ngetenv('A')") == [1, 2]
+    assert environment_uses("import os\nos.environ['A'] = 'b'") == [2]
+    assert not environment_uses("import os\nprint(os.pathsep)\nd = {'env': 1}")
+
+
+def test_only_the_options_module_touches_the_environment():
+    """``autograder/options.py`` is the one place that reads (or sets) the process environment:
+    every ``AUTOGRADER_*`` variable with its type and default, and the environments of the
+    processes the grader starts. ``autograder/catalog/`` is faulty student code, not the grader."""
+    assert OPTIONS.is_file()
+    offenders = [f"{path.relative_to(ROOT)}:{line}"
+                 for path in sorted((ROOT / "autograder").rglob("*.py"))
+                 if path != OPTIONS and ROOT / "autograder" / "catalog" not in path.parents
+                 for line in environment_uses(path.read_text())]
+    assert not offenders, f"the environment is read outside autograder/options.py: {offenders}"
+
+
 SUITE_FILES = (sorted((ROOT / "autograder" / "suites").glob("hw_*.py"))
                + sorted((ROOT / "tests" / "fixtures" / "suites").glob("*.py")))
 

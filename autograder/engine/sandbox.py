@@ -61,6 +61,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder import options
+
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "autograder" / "engine"
 NOBODY = 65534
@@ -244,7 +246,7 @@ class BwrapSandbox:
             # torch caches (inductor, used even by some meta-device kernels) go to the writable
             # home: the host user's name in /tmp/torchinductor_<user> is not ours to create
             "--setenv", "TORCHINDUCTOR_CACHE_DIR", str(home / ".torchinductor"),
-            "--setenv", "USER", "nobody" if self.as_root else os.environ.get("USER", "student"),
+            "--setenv", "USER", "nobody" if self.as_root else options.user("student"),
             # ipykernel would poll the host PID, which does not exist in this PID namespace
             "--unsetenv", "JPY_PARENT_PID",
             "--", self.prlimit, *self.limits.prlimit_args(), "--"]

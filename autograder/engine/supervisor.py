@@ -21,6 +21,7 @@ from typing import Protocol
 
 import torch
 
+from autograder import options
 from autograder.checks import Call, Outcome
 from autograder.engine.callgraph import CallGraph
 from autograder.engine.runner import CELL_MARK, exhausted_memory, not_run_after_memory
@@ -74,7 +75,7 @@ class LocalLauncher:
         return job, job / "out"
 
     def start(self, job: Path, out: Path) -> None:
-        run_env = {**os.environ, **(self.env or {}), "PYTHONPATH": _python_path()}
+        run_env = options.child_env(self.env or {}, PYTHONPATH=_python_path())
         self.proc = subprocess.Popen([sys.executable, "-m", "autograder.engine.runner", str(job), str(out)],
                                      cwd=out, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -148,7 +149,7 @@ class SandboxLauncher:
         report_r, report_w = os.pipe()
         control_r, control_w = os.pipe()
         argv = self.sandbox.wrap_reaper(self.workdir, self.home, report_w, control_r)
-        run_env = {**os.environ, **(self.env or {}), "PYTHONPATH": _python_path()}
+        run_env = options.child_env(self.env or {}, PYTHONPATH=_python_path())
         try:
             self.proc = subprocess.Popen(argv, cwd=self.workdir, env=run_env, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, start_new_session=True,

@@ -28,8 +28,10 @@ autograde in-process submission after submission) does:
    patched, nbgrader's ``SaveAutoGrades`` only sees the trusted result.
 
 Configuration is by traitlets options (``c.TrustedVerdicts.device``,
-``c.SandboxedExecute.timeout``, ...); :func:`configure` fills them from ``AUTOGRADER_*``
-environment variables only for a TA's plain ``nbgrader`` use.
+``c.SandboxedExecute.timeout``, ...); :func:`configure` fills them from the ``AUTOGRADER_*``
+environment variables (:mod:`autograder.options`, the one place they are read): a TA's plain
+``nbgrader`` and the Slurm scripts set options that way; ``python -m autograder``'s flags,
+passed to its workers as traitlets options, win over them.
 
 One module per job, the way nbgrader lays out its own ``preprocessors/``:
 
@@ -41,8 +43,8 @@ One module per job, the way nbgrader lays out its own ``preprocessors/``:
 - ``write_grade_record``: :class:`WriteGradeRecord` (last step) and :func:`submission_sha256`;
 - ``hidden_suite``: the hidden suite on the submission's code (steps 1 and 3);
 - ``cells``: which cells are graded test cells, and the outputs the hooks write;
-- ``settings``: default time limits (:data:`CELL_TIMEOUT_S`, :data:`NOTEBOOK_TIMEOUT_S`),
-  scratch folder, device, ``AUTOGRADER_*`` environment variables;
+- ``settings``: default time limits (:data:`CELL_TIMEOUT_S`, :data:`NOTEBOOK_TIMEOUT_S`, written in
+  :mod:`autograder.options`), device, the ``AUTOGRADER_*`` variables mapped onto traitlets options;
 - ``pipeline``: :func:`configure`, the preprocessors' order in nbgrader's pipeline;
 - ``config``: the file ``nbgrader_config.py`` loads.
 """
@@ -51,13 +53,13 @@ from autograder.nbgrader_hooks.kernel_manager import SandboxedKernelManager
 from autograder.nbgrader_hooks.pipeline import configure
 from autograder.nbgrader_hooks.restore_metadata import RestoreMetadata
 from autograder.nbgrader_hooks.sandboxed_execute import GRADED_OUTSIDE, SandboxedExecute
-from autograder.nbgrader_hooks.settings import (CELL_TIMEOUT_S, KERNEL_HOME, NOTEBOOK_TIMEOUT_S,
-                                                configure_from_environment, grading_device)
+from autograder.nbgrader_hooks.settings import (CELL_TIMEOUT_S, NOTEBOOK_TIMEOUT_S, configure_from_environment,
+                                                grading_device)
 from autograder.nbgrader_hooks.start_trusted_grading import StartTrustedGrading
 from autograder.nbgrader_hooks.trusted_verdicts import TrustedVerdicts, verdict_outputs
 from autograder.nbgrader_hooks.write_grade_record import WriteGradeRecord, submission_sha256
 
-__all__ = ["CELL_TIMEOUT_S", "GRADED_OUTSIDE", "KERNEL_HOME", "NOTEBOOK_TIMEOUT_S", "RestoreMetadata",
+__all__ = ["CELL_TIMEOUT_S", "GRADED_OUTSIDE", "NOTEBOOK_TIMEOUT_S", "RestoreMetadata",
            "SandboxedExecute", "SandboxedKernelManager", "StartTrustedGrading", "TrustedVerdicts",
            "WriteGradeRecord", "configure", "configure_from_environment", "grading_device", "is_graded_test",
            "submission_sha256", "verdict_outputs"]

@@ -2,8 +2,6 @@
 sanitize and autograde steps, and nbgrader's options for them."""
 from __future__ import annotations
 
-import os
-
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, IgnorePattern, LimitOutput,
                                     OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
@@ -33,4 +31,4 @@ def configure(c) -> None:
     c.LimitOutput.max_lines = 500
     c.LimitOutput.max_traceback = 100
     feedback.configure(c)  # feedback HTML with MathJax inlined (renders offline)
-    configure_from_environment(c, os.environ)
+    configure_from_environment(c)  # AUTOGRADER_* (autograder/options.py)

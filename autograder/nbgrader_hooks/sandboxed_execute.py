@@ -16,10 +16,10 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, Unicode
 
-from autograder import exchange
+from autograder import exchange, options
 from autograder.nbgrader_hooks.cells import _error, _stream, is_graded_test
 from autograder.nbgrader_hooks.kernel_manager import SandboxedKernelManager
-from autograder.nbgrader_hooks.settings import CELL_TIMEOUT_S, KERNEL_HOME, NOTEBOOK_TIMEOUT_S
+from autograder.nbgrader_hooks.settings import CELL_TIMEOUT_S, NOTEBOOK_TIMEOUT_S
 
 GRADED_OUTSIDE = "[graded outside your notebook by the course's grader]\n"
 
@@ -47,7 +47,7 @@ class SandboxedExecute(Execute):
     startup_timeout = 120
 
     def preprocess(self, nb, resources=None, km=None):
-        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=KERNEL_HOME))
+        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=options.current().scratch))
         source_dir = Path(resources.get("metadata", {}).get("path") or ".") if resources else Path(".")
         info = (resources or {}).get("nbgrader", {})
         refused = []

@@ -1,17 +1,15 @@
-"""The hooks' configuration: the notebook run's default time limits, where sandboxed kernels get
-their working folders, which device grades, and the ``AUTOGRADER_*`` environment variables a
-TA's plain ``nbgrader`` sets options with."""
+"""The hooks' configuration: the notebook run's default time limits, which device grades, and the
+traitlets options a TA's plain ``nbgrader`` (or a grading worker) takes from the ``AUTOGRADER_*``
+environment variables. The variables, their types and defaults (the time limits among them) are
+written once, in :mod:`autograder.options`; this module only maps them onto nbgrader's options."""
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+from typing import Mapping
 
-KERNEL_HOME = Path(os.environ.get("AUTOGRADER_SCRATCH", tempfile.gettempdir()))
-# The notebook run's default time limits (SandboxedExecute), the one place they are written:
-# ``--cell-timeout`` / ``--notebook-timeout`` and AUTOGRADER_CELL_TIMEOUT / _NOTEBOOK_TIMEOUT override them.
-CELL_TIMEOUT_S = 60  # seconds per cell
-NOTEBOOK_TIMEOUT_S = 600  # wall-clock seconds for the whole notebook
+from autograder import options
+from autograder.options import CELL_TIMEOUT_S, NOTEBOOK_TIMEOUT_S
+
+__all__ = ["CELL_TIMEOUT_S", "NOTEBOOK_TIMEOUT_S", "configure_from_environment", "grading_device"]
 
 
 def grading_device(wanted: str = "") -> str:
@@ -22,18 +20,19 @@ def grading_device(wanted: str = "") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def configure_from_environment(c, environ) -> None:
-    """A TA's plain ``nbgrader`` (or a Slurm job) may set options by environment variables:
-    ``AUTOGRADER_CELL_TIMEOUT`` / ``_NOTEBOOK_TIMEOUT`` (s), ``AUTOGRADER_DEVICE``,
-    ``AUTOGRADER_DB_URL``, ``AUTOGRADER_COURSE_ROOT``. ``python -m autograder`` does not rely
-    on them: it passes its options as traitlets configuration (see :mod:`autograder.worker`),
-    which is applied after this file and wins."""
-    c.SandboxedExecute.timeout = int(environ.get("AUTOGRADER_CELL_TIMEOUT", CELL_TIMEOUT_S))
-    c.SandboxedExecute.notebook_timeout = int(environ.get("AUTOGRADER_NOTEBOOK_TIMEOUT", NOTEBOOK_TIMEOUT_S))
-    if environ.get("AUTOGRADER_DEVICE"):
+def configure_from_environment(c, environ: Mapping[str, str] | None = None) -> None:
+    """A TA's plain ``nbgrader`` (or a Slurm job) may set options by environment variables
+    (:data:`autograder.options.VARIABLES`: ``AUTOGRADER_CELL_TIMEOUT`` / ``_NOTEBOOK_TIMEOUT`` (s),
+    ``AUTOGRADER_DEVICE``, ``AUTOGRADER_DB_URL``, ``AUTOGRADER_COURSE_ROOT``), read from ``environ``
+    (default: this process's environment). ``python -m autograder`` passes its flags as traitlets
+    configuration (see :mod:`autograder.worker`), which is applied after this file and wins."""
+    given = options.Options.from_environment(environ)
+    c.SandboxedExecute.timeout = given.cell_timeout
+    c.SandboxedExecute.notebook_timeout = given.notebook_timeout
+    if given.device:
         for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts"):
-            c[section].device = environ["AUTOGRADER_DEVICE"]
-    if environ.get("AUTOGRADER_DB_URL"):  # PostgreSQL (or any SQLAlchemy URL) for parallel TAs
-        c.CourseDirectory.db_url = environ["AUTOGRADER_DB_URL"]
-    if environ.get("AUTOGRADER_COURSE_ROOT"):
-        c.CourseDirectory.root = environ["AUTOGRADER_COURSE_ROOT"]
+            c[section].device = given.device
+    if given.db_url:  # PostgreSQL (or any SQLAlchemy URL) for parallel TAs
+        c.CourseDirectory.db_url = given.db_url
+    if given.course_root:
+        c.CourseDirectory.root = given.course_root

@@ -1,16 +1,17 @@
 """One hidden-test suite per assignment (see autograder.checks for the interface).
 
 ``load_suite("hw-attention")`` imports ``autograder.suites.hw_attention``. Folders listed
-in the environment variable ``AUTOGRADER_SUITE_PATH`` (``os.pathsep``-separated) are
-searched first, for ``<assignment with _>.py`` -- used by the tests' fixture course.
+in the environment variable ``AUTOGRADER_SUITE_PATH`` (``os.pathsep``-separated, read by
+:mod:`autograder.options`) are searched first, for ``<assignment with _>.py`` -- used by the
+tests' fixture course.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-from pathlib import Path
 from types import ModuleType
+
+from autograder import options
 
 REQUIRED = ("ASSIGNMENT", "NOTEBOOK", "GRADE_CELLS", "FORBIDDEN", "build_checks")
 
@@ -46,8 +47,8 @@ def load_suite(assignment: str) -> ModuleType:
     """The hidden-test suite of ``assignment``; ValueError naming what is missing otherwise."""
     name = module_name(assignment)
     module = None
-    for folder in filter(None, os.environ.get("AUTOGRADER_SUITE_PATH", "").split(os.pathsep)):
-        path = Path(folder) / f"{name}.py"
+    for folder in options.current().suite_path:
+        path = folder / f"{name}.py"
         if path.exists():
             spec = importlib.util.spec_from_file_location(f"autograder_suite_{name}", path)
             module = importlib.util.module_from_spec(spec)
