@@ -9,7 +9,7 @@ The rules are :mod:`autograder.calendar`'s (pure). This module applies them:
   ``python -m autograder collect`` from the inbound entry, never from the TA's copy, kept in
   ``autograded/.received/``): a backdated timestamp.txt, or files changed in an on-time
   folder after the deadline, count from when they were last written.
-- :class:`ApplyLatePolicy` is the autograde step after nbgrader's ``SaveAutoGrades`` (it
+- :class:`~autograder.nbgrader_hooks.apply_late_policy.ApplyLatePolicy` is the autograde step after nbgrader's ``SaveAutoGrades`` (it
   replaces nbgrader's ``AssignLatePenalties``, which never had a due date): it takes the
   submission's time (:func:`collected_time`, kept in the record's ``submission_time`` with
   which time was used and why), computes the ``late`` object against that student's own due
@@ -336,49 +336,6 @@ def apply_to_record(course_root: Path, cal: calendar.Calendar, record: dict, sub
     if record["late"] and measured:  # which time was used and why (the feedback says it)
         record["late"]["submitted_from"] = {k: measured.get(k) for k in ("used", "timestamp", "changed", "why")}
     return record
-
-
-try:
-    from nbgrader.preprocessors import NbGraderPreprocessor
-    from traitlets import Unicode
-except ImportError:  # a grading node without nbgrader (selfcheck) never autogrades
-    NbGraderPreprocessor = object
-
-
-if NbGraderPreprocessor is not object:
-    class ApplyLatePolicy(NbGraderPreprocessor):
-        """Autograde step after ``SaveAutoGrades``: the late policy (see the module doc)."""
-
-        device = Unicode("", help="cpu / cuda for grading the on-time copy; empty: auto").tag(config=True)
-
-        def preprocess(self, nb, resources):
-            from nbgrader.coursedir import CourseDirectory
-
-            from autograder.nbgrader_hooks import grading_device
-
-            made = resources.get("autograder", {}).get("record")
-            if made is None:
-                return nb, resources
-            _, record = made
-            info = resources["nbgrader"]
-            root = Path(CourseDirectory(config=self.config).root)
-            cal = calendar.load(root)  # a malformed or unaudited calendar stops grading with its message
-            folder = root / "submitted" / info["student"] / info["assignment"]
-            measured = collected_time(root, info["assignment"], info["student"], folder)
-            submitted = None if measured is None else dt.datetime.fromisoformat(measured["time"])
-            record["submission_time"] = measured  # which time was used, and why
-            apply_to_record(root, cal, record, submitted, None)
-            late = record["late"]
-            if late and late["penalty"] > 0:
-                on_time = grade_on_time(root, info["assignment"], info["student"], info["notebook"],
-                                        grading_device(self.device))
-                if on_time is not None:
-                    apply_to_record(root, cal, record, submitted, on_time)
-            store_in_gradebook(info["db_url"], info["assignment"], info["student"], record)
-            put_note(nb, record["late"], float(record["max_score"]))
-            if record["late"]:
-                self.log.info("late policy: %s", record["late"]["rule"])
-            return nb, resources
 
 
 # --- recompute from records ------------------------------------------------------------------------

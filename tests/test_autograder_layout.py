@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,17 @@ def edits_sys_path(source: str) -> bool:
 def test_the_path_edit_scan_sees_one():
     assert edits_sys_path("import sys\nsys.path.insert(0, 'x')") and edits_sys_path("import sys\nsys.path[:0] = ['x']")
     assert not edits_sys_path("import sys\nprint(sys.path)")
+
+
+def test_the_cli_entry_imports_neither_torch_nor_nbgrader():
+    """``python -m autograder`` runs for every TA command and every step of the tests (release,
+    collect, due, calendar, ...): torch and nbgrader, 1.5 s and 1.2 s of CPU to import, are
+    imported by the commands that need them, not by the entry point."""
+    probe = ("import sys; from autograder import cli, calendar_cli, late, records; "
+             "print(' '.join(sorted(m for m in ('torch', 'nbgrader', 'nbformat') if m in sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [], f"imported by the CLI's entry point: {r.stdout.split()}"
 
 
 HOOKS = ROOT / "autograder" / "nbgrader_hooks"

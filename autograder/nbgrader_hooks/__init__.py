@@ -40,6 +40,7 @@ One module per job, the way nbgrader lays out its own ``preprocessors/``:
 - ``sandboxed_execute``: :class:`SandboxedExecute` (step 2);
 - ``kernel_manager``: :class:`SandboxedKernelManager`, the sandboxed kernel step 2 runs;
 - ``trusted_verdicts``: :class:`TrustedVerdicts` and :func:`verdict_outputs` (step 3);
+- ``apply_late_policy``: :class:`ApplyLatePolicy` (after nbgrader's ``SaveAutoGrades``: :mod:`autograder.late`);
 - ``write_grade_record``: :class:`WriteGradeRecord` (last step) and :func:`submission_sha256`;
 - ``hidden_suite``: the hidden suite on the submission's code (steps 1 and 3);
 - ``cells``: which cells are graded test cells, and the outputs the hooks write;

@@ -7,6 +7,7 @@ from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateI
                                     OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
 from autograder import feedback
+from autograder.nbgrader_hooks.apply_late_policy import ApplyLatePolicy  # due dates, extensions, late policy
 from autograder.nbgrader_hooks.restore_metadata import RestoreMetadata
 from autograder.nbgrader_hooks.sandboxed_execute import SandboxedExecute
 from autograder.nbgrader_hooks.settings import configure_from_environment
@@ -17,8 +18,6 @@ from autograder.nbgrader_hooks.write_grade_record import WriteGradeRecord
 
 def configure(c) -> None:
     """Put the sandboxed execution and trusted verdicts into nbgrader's autograde pipeline."""
-    from autograder.late import ApplyLatePolicy  # due dates, extensions, late policy (autograder/calendar.py)
-
     c.Autograde.autograde_preprocessors = [
         StartTrustedGrading, SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         TrustedVerdicts, SaveAutoGrades, ApplyLatePolicy, CheckCellMetadata, WriteGradeRecord]
