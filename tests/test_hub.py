@@ -556,6 +556,11 @@ def test_every_chapter_runs_from_its_launch_button(hub, chromium, launch_book):
     context, first = login(chromium, hub, "student1")
     first.close()  # each chapter gets the page its launch button opens
     frames: list = []
+    messages: list = []  # frames[:len(messages)] parsed, each once (a chapter sends megabytes of figures)
+
+    def parsed() -> list:
+        messages.extend(kernel_message(f) for f in frames[len(messages):])
+        return messages
 
     def watch(page):
         page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload))
@@ -565,7 +570,7 @@ def test_every_chapter_runs_from_its_launch_button(hub, chromium, launch_book):
     failures = []
     try:
         for chapter in chapters:
-            start, frames[:] = time.monotonic(), []
+            start, frames[:], messages[:] = time.monotonic(), [], []
             page = launch(context, hub, launch_book, chapter)
             wait_for_notebook(page, chapter)
             page.locator("#jp-main-statusbar").get_by_text("Python 3 (ipykernel) | Idle").first.wait_for(
@@ -578,14 +583,12 @@ def test_every_chapter_runs_from_its_launch_button(hub, chromium, launch_book):
             replies: list[dict] = []
             while time.monotonic() < deadline:
                 page.wait_for_timeout(2000)
-                messages = [kernel_message(f) for f in list(frames)]
-                replies = [content for channel, header, content in messages
+                replies = [content for channel, header, content in parsed()
                            if channel == "shell" and header.get("msg_type") == "execute_reply"]
                 if len(replies) >= code_cells or any(r.get("status") != "ok" for r in replies):
                     break
             page.wait_for_timeout(1000)  # the last outputs reach the page
-            messages = [kernel_message(f) for f in list(frames)]
-            errors = [f"{c.get('ename')}: {c.get('evalue')}" for channel, h, c in messages
+            errors = [f"{c.get('ename')}: {c.get('evalue')}" for channel, h, c in parsed()
                       if channel == "iopub" and h.get("msg_type") == "error"]
             errors += [f"execute_reply {r.get('status')}: {r.get('ename', '')} {r.get('evalue', '')}"
                        for r in replies if r.get("status") != "ok"]
