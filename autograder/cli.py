@@ -362,8 +362,9 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
     results: list[Result] = []
     progress = tqdm(total=len(students), unit="sub", file=sys.stderr)
     gpu_ids = visible_gpu_ids(gpus)
+    share = options.grading_threads(workers)  # the CPUs shared out among the workers' sandboxes
     threads = [threading.Thread(target=_work, args=(course, suite, assignment, settings, todo, results, progress,
-                                                    gpu_ids[i % len(gpu_ids)] if gpu_ids else None, i))
+                                                    gpu_ids[i % len(gpu_ids)] if gpu_ids else None, i, share))
                for i in range(workers)]
     for thread in threads:
         thread.start()
@@ -382,12 +383,13 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
 
 
 def _work(course: Course, suite, assignment: str, settings: Settings, todo: queue.Queue, results: list,
-          progress, gpu: str | None, index: int) -> None:
-    """One worker thread: its own grading worker process (on ``gpu``) for submission after
-    submission, until ``todo`` is empty. Every student it takes ends up in ``results``."""
+          progress, gpu: str | None, index: int, threads: dict[str, str]) -> None:
+    """One worker thread: its own grading worker process (on ``gpu``, its sandboxes with
+    ``threads``' thread counts) for submission after submission, until ``todo`` is empty.
+    Every student it takes ends up in ``results``."""
     from autograder.worker import Worker
 
-    env = options.child_env(PATH=options.path_with_python_bin())
+    env = options.child_env(threads, PATH=options.path_with_python_bin())
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     log_dir = course.root / "autograded" / ".logs"

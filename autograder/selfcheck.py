@@ -226,8 +226,7 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
             raise SelfcheckError(f"catalog entry {entry.name}: BREAKS = {entry.breaks!r} is not a solution cell "
                                  f"of {suite.NOTEBOOK} ({', '.join(solutions)})")
     suite_checks(suite, device)  # built once, before the threads share them (grade() reuses them)
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = options.grading_threads(workers)
 
     jobs = [(FIXED_ROWS[0], "full marks", "reference", lambda: reference_code, None),
             (FIXED_ROWS[1], "0 on every graded cell", "blank",

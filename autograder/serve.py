@@ -277,7 +277,7 @@ class WorkerGrader:
     service's own course root and gradebook (never the course's gradebook)."""
 
     def __init__(self, course_root: Path, state: Path, course_id: str, assignments: list[str], device: str = "",
-                 timeout: float = 600.0):
+                 timeout: float = 600.0, workers: int = 1):
         from autograder.cli import Course, Settings
 
         self.source_root, self.state = Path(course_root), Path(state)
@@ -285,6 +285,7 @@ class WorkerGrader:
         self.settings = Settings(timeout=timeout, device=device)
         self.assignments = assignments
         self.workers: dict[int, object] = {}
+        self.threads = options.grading_threads(workers)  # the CPUs shared out among the workers' sandboxes
         self.log_dir = self.course.root / "autograded" / ".logs"
 
     def reap(self) -> list[int]:
@@ -342,7 +343,7 @@ class WorkerGrader:
         from autograder.worker import Worker
 
         if index not in self.workers or self.workers[index].proc is None:
-            env = options.child_env()
+            env = options.child_env(self.threads)
             if self.settings.device == "cuda":  # one GPU per worker, as autograde does
                 import torch
 
@@ -709,7 +710,8 @@ def run(args, course) -> int:
     try:
         policies = {a: load_policy(a, args.checks_per_day) for a in args.assignment}
         state = Path(args.state).resolve() if args.state else course.root / ".serve"
-        grader = WorkerGrader(course.root, state, course.course_id, args.assignment, args.device or "", args.timeout)
+        grader = WorkerGrader(course.root, state, course.course_id, args.assignment, args.device or "", args.timeout,
+                              max(1, args.workers))
         service = Service(course.root, course.exchange_root(), course.course_id, state, policies, grader,
                           workers=max(1, args.workers), poll=args.poll)
         service.store.lock()  # before preparing: a second service must not touch the first's course

@@ -121,3 +121,30 @@ def test_the_options_module_is_cheap_to_import():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('nbgrader', 'torch', 'traitlets')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_grading_threads_share_the_cpus_and_keep_a_set_count(monkeypatch):
+    """One rule for the thread counts of gradings side by side (autograde, serve, selfcheck): the
+    process's CPUs shared out, at least one each; a count set by the caller (Slurm) is kept."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert options.grading_threads(2, {}) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+    assert options.grading_threads(3, {}) == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    assert options.grading_threads(16, {}) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert options.grading_threads(2, {"OMP_NUM_THREADS": "3"}) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "4"}
+
+
+def test_the_serve_workers_get_the_thread_counts(monkeypatch, tmp_path):
+    """serve's grading workers start with their share of the CPUs in their environment (the
+    sandboxes inherit it); autograde's get it through the same function."""
+    import autograder.worker
+    from autograder.serve import WorkerGrader
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    for name in options.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    started = []
+    monkeypatch.setattr(autograder.worker, "Worker", lambda config, env, stderr: started.append(env) or object())
+    grader = WorkerGrader(tmp_path, tmp_path / "state", "course", [], workers=2)
+    grader.log_dir.mkdir(parents=True)
+    grader.worker(0)
+    assert started and started[0]["OMP_NUM_THREADS"] == started[0]["MKL_NUM_THREADS"] == "1", started
