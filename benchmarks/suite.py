@@ -42,6 +42,12 @@ def file_seconds(log: str) -> dict[str, int]:
     return {name: round(s) for name, s in sorted(total.items(), key=lambda kv: -kv[1])}
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU since boot, from /proc/stat (idle and iowait not busy)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "suite.md")
@@ -52,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     clone = Path(tempfile.mkdtemp(prefix="lec4-ci-")) / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     log_path = clone.parent / "ci.log"
-    load_before, start = os.getloadavg()[0], time.monotonic()
+    load_before, start, ticks_before = os.getloadavg()[0], time.monotonic(), cpu_ticks()
     with open(log_path, "w") as log:
         rc = subprocess.run([str(clone / ".ci" / "run")], cwd=clone, stdout=log, stderr=subprocess.STDOUT).returncode
-    wall, load_after = time.monotonic() - start, os.getloadavg()[0]
+    wall, load_after, ticks_after = time.monotonic() - start, os.getloadavg()[0], cpu_ticks()
+    busy = (ticks_after[0] - ticks_before[0]) / max(1, ticks_after[1] - ticks_before[1])
     text = log_path.read_text(errors="replace")
     summary = SUMMARY.findall(text)
     line, pytest_s = (summary[-1][0], float(summary[-1][1])) if summary else ("(no pytest summary: see the log)", float("nan"))
@@ -74,6 +81,7 @@ Load average (1 min) before {load_before:.1f}, after {load_after:.1f}{' (the mac
 |---|---|
 | `.ci/run` exit status | {rc} |
 | `.ci/run` wall time (venv, pinned install, system packages, npm proxy, `make test`) | {wall / 60:.1f} min |
+| CPUs busy during `.ci/run` (/proc/stat: all processes, not idle or waiting for I/O) | {busy:.0%} of {os.cpu_count()} |
 | pytest (`make test`: `-n 2 --dist loadfile`, longest files first) | {pytest_s / 60:.1f} min: {line} |
 
 Slowest test phases (pytest `--durations`):
