@@ -21,7 +21,9 @@ graded (its reason is printed; unreadable notebooks get 0 points in the gradeboo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import json
 import queue
 import subprocess
 import sys
@@ -94,10 +96,15 @@ class Course:
         return self.root / "autograded" / student / assignment
 
 
+STATUS_GRADED, STATUS_SKIPPED, STATUS_FAILED = STATUSES = ("graded", "skipped", "failed")
+
+
 @dataclass
 class Result:
+    """One submission's outcome in ``autograde``: graded, skipped (unchanged since its record) or
+    failed (not gradable: ``problems`` says why)."""
     student: str
-    status: str  # graded | skipped | failed
+    status: str  # one of STATUSES
     score: float | None = None
     max_score: float | None = None
     seconds: float = 0.0
@@ -184,6 +191,8 @@ def _problems(notebook: Path) -> list[str]:
     """Kernel-level problems worth a line in the summary (time-outs, crashes)."""
     import nbformat
 
+    from autograder.nbgrader_hooks import KERNEL_PROBLEMS
+
     found = []
     try:
         nb = nbformat.read(notebook, as_version=4)
@@ -191,8 +200,7 @@ def _problems(notebook: Path) -> list[str]:
         return ["autograded notebook unreadable"]
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" and out.get("ename") in (
-                    "CellTimeoutError", "NotebookTimeoutError", "DeadKernelError", "ScratchLimitError"):
+            if out.get("output_type") == "error" and out.get("ename") in KERNEL_PROBLEMS:
                 found.append(f"{out['ename']}: {out.get('evalue', '')}"[:120])
     return found
 
@@ -259,14 +267,14 @@ def grade_one(course: Course, suite, assignment: str, student: str, worker, sett
     if reason is not None:
         if course.submitted(student, assignment).is_dir():
             record_zero(course, assignment, student)
-            return Result(student, "failed", *_scores(course, assignment, student),
+            return Result(student, STATUS_FAILED, *_scores(course, assignment, student),
                           time.monotonic() - start, [reason, *_refused(course, assignment, student)])
-        return Result(student, "failed", None, None, time.monotonic() - start,
+        return Result(student, STATUS_FAILED, None, None, time.monotonic() - start,
                       [reason, *_refused(course, assignment, student)])
     digest = submission_sha256(course.submitted(student, assignment))
     done = None if settings.regrade else already_graded(course, assignment, student, digest)
     if done is not None:
-        return Result(student, "skipped", done["score"], done["max_score"], 0.0,
+        return Result(student, STATUS_SKIPPED, done["score"], done["max_score"], 0.0,
                       ["already graded (same submission); --regrade to redo"])
     log_dir = course.root / "autograded" / ".logs" / assignment
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -286,11 +294,11 @@ def grade_one(course: Course, suite, assignment: str, student: str, worker, sett
     try:
         record = fresh_record(course, assignment, student, since)
     except records.RecordError as err:
-        return Result(student, "failed", None, None, time.monotonic() - start, [f"{err}{where}"])
+        return Result(student, STATUS_FAILED, None, None, time.monotonic() - start, [f"{err}{where}"])
     if record.get("submission_sha256") != digest:
-        return Result(student, "failed", None, None, time.monotonic() - start,
+        return Result(student, STATUS_FAILED, None, None, time.monotonic() - start,
                       ["the submission changed while it was graded: run autograde again"])
-    return Result(student, "graded", record["score"], record["max_score"], time.monotonic() - start,
+    return Result(student, STATUS_GRADED, record["score"], record["max_score"], time.monotonic() - start,
                   _problems(course.autograded(student, assignment) / suite.NOTEBOOK) + _refused(course, assignment, student))
 
 
@@ -311,7 +319,7 @@ def _failed(course: Course, assignment: str, student: str, start: float, since: 
         course.record(student, assignment).unlink()
     except (records.RecordError, OSError):
         pass
-    return Result(student, "failed", None, None, time.monotonic() - start, [f"{reason}{where}"])
+    return Result(student, STATUS_FAILED, None, None, time.monotonic() - start, [f"{reason}{where}"])
 
 
 def visible_gpu_ids(count: int) -> list[str]:
@@ -322,7 +330,9 @@ def visible_gpu_ids(count: int) -> list[str]:
 
 
 def autograde(course: Course, assignment: str, students: list[str] | None, workers: int,
-              require_gpu: bool, settings: Settings) -> int:
+              require_gpu: bool, settings: Settings, as_json: bool = False) -> int:
+    """Grade the submissions; print the table of results (``as_json``: one JSON object on stdout,
+    :func:`results_json`, and the table on stderr). Exit status 0, 1 if one was not gradable, 2 bad input."""
     import torch
     from tqdm import tqdm
 
@@ -354,7 +364,8 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
         students = sorted(p.parent.name for p in base.glob(f"*/{assignment}") if p.is_dir())
     workers = max(1, min(workers, len(students) or 1))
     device_note = f"{gpus} GPU(s), one per worker" if gpus else "CPU"
-    print(f"grading {len(students)} submission(s) of {assignment} with {workers} worker(s) on {device_note}")
+    out = sys.stderr if as_json else sys.stdout  # what a person reads
+    print(f"grading {len(students)} submission(s) of {assignment} with {workers} worker(s) on {device_note}", file=out)
     started = time.monotonic()
     todo: queue.Queue = queue.Queue()
     for student in students:
@@ -372,14 +383,17 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
         thread.join()
     progress.close()
     results.sort(key=lambda r: r.student)
-    print_summary(results, time.monotonic() - started)
+    wall = time.monotonic() - started
+    print_summary(results, wall, file=out)
     from autograder import calendar, late  # settle late days spent across assignments (no code run)
     try:
         for c in late.recompute(course.root, course.db_url)[0]:
-            print(f"late days re-spent: {c.assignment} {c.student}: final {c.before:g} -> {c.after:g}")
+            print(f"late days re-spent: {c.assignment} {c.student}: final {c.before:g} -> {c.after:g}", file=out)
     except calendar.CalendarError as err:
         print(f"autograde: {err}", file=sys.stderr)
-    return 1 if any(r.status == "failed" for r in results) else 0
+    if as_json:
+        print(json.dumps(results_json(assignment, results, wall, workers), indent=1))
+    return 1 if any(r.status == STATUS_FAILED for r in results) else 0
 
 
 def _work(course: Course, suite, assignment: str, settings: Settings, todo: queue.Queue, results: list,
@@ -405,7 +419,7 @@ def _work(course: Course, suite, assignment: str, settings: Settings, todo: queu
                 try:
                     result = grade_one(course, suite, assignment, student, worker, settings)
                 except Exception as err:  # a bug of ours must not stop the batch either
-                    result = Result(student, "failed", problems=[f"{type(err).__name__}: {err}"])
+                    result = Result(student, STATUS_FAILED, problems=[f"{type(err).__name__}: {err}"])
                 results.append(result)
                 progress.update(1)
         finally:
@@ -436,23 +450,33 @@ def _assignment_known(course: Course, assignment: str) -> bool:
             return False
 
 
-def print_summary(results: list[Result], wall: float) -> None:
+def print_summary(results: list[Result], wall: float, file=None) -> None:
+    """The table a TA reads: a row per student (status, score, seconds, problems), then the counts."""
+    file = file or sys.stdout
     width = max([7] + [len(r.student) for r in results])
-    print(f"\n{'student':<{width}}  {'status':<7}  {'score':>11}  {'time':>6}  problems")
+    print(f"\n{'student':<{width}}  {'status':<7}  {'score':>11}  {'time':>6}  problems", file=file)
     for r in results:
         score = f"{r.score:g}/{r.max_score:g}" if r.score is not None else "-"
-        print(f"{r.student:<{width}}  {r.status:<7}  {score:>11}  {r.seconds:5.1f}s  {'; '.join(r.problems)}")
-    graded = [r for r in results if r.status == "graded"]
-    failed = [r for r in results if r.status == "failed"]
+        print(f"{r.student:<{width}}  {r.status:<7}  {score:>11}  {r.seconds:5.1f}s  {'; '.join(r.problems)}", file=file)
+    graded = [r for r in results if r.status == STATUS_GRADED]
+    failed = [r for r in results if r.status == STATUS_FAILED]
     per = sum(r.seconds for r in graded) / len(graded) if graded else 0.0
     print(f"\n{len(graded)} graded, {len(results) - len(graded) - len(failed)} skipped, {len(failed)} not gradable; "
-          f"wall {wall:.1f} s, {per:.1f} s per graded submission (per worker)")
+          f"wall {wall:.1f} s, {per:.1f} s per graded submission (per worker)", file=file)
+
+
+def results_json(assignment: str, results: list[Result], wall: float, workers: int) -> dict:
+    """``autograde --json``: what the table says, for scripts: every student's result
+    (:class:`Result`'s fields) and the count per status."""
+    return {"assignment": assignment, "workers": workers, "wall_s": round(wall, 1),
+            "counts": {status: sum(r.status == status for r in results) for status in STATUSES},
+            "results": [dataclasses.asdict(r) for r in results]}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--course-root", help="course folder (default: env AUTOGRADER_COURSE_ROOT for the "
-                        "commands that run nbgrader, else the repo root)")
+    parser.add_argument("--course-root", help="course folder (default: env AUTOGRADER_COURSE_ROOT, else the "
+                        "repo root)")
     parser.add_argument("--db-url", help="gradebook URL, e.g. postgresql+psycopg2://user@host/db "
                         "(default: env AUTOGRADER_DB_URL, else SQLite gradebook.db)")
     parser.add_argument("--exchange", help="nbgrader exchange folder (release/collect)")
@@ -467,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("assignment")
     grade.add_argument("--student", action="append", help="only this student (repeatable)")
     grade.add_argument("--workers", type=int, default=1)
+    grade.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout "
+                       "(student, status, score, max_score, seconds, problems; the counts), the table on stderr")
     grade.add_argument("--require-gpu", action="store_true", help="fail unless a CUDA device is visible")
     grade.add_argument("--regrade", action="store_true", help="also regrade unchanged, already graded submissions")
     grade.add_argument("--timeout", type=float, default=1800, help="seconds per submission, all included")
@@ -508,10 +534,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "publish":  # H25: git and the repository's HEAD only
         return publish.run(args)
+    # --course-root, else AUTOGRADER_COURSE_ROOT, else the repository: the same for every command
+    # (the ones that run nbgrader get it through nbgrader_config.py: CourseDirectory.root)
+    given_root = args.course_root or options.current().course_root
+    course_root = Path(given_root).resolve() if given_root else ROOT
     if args.command == "selfcheck":  # needs neither nbgrader nor Jupyter (a bare GPU node runs it)
-        return selfcheck.run(args, Path(args.course_root).resolve() if args.course_root else ROOT)
+        return selfcheck.run(args, course_root)
     # H23: read the grade records under the course root; need no gradebook
-    course_root = Path(args.course_root).resolve() if args.course_root else ROOT
     if args.command == "report":
         return report.run(args, course_root)
     if args.command == "similarity":
@@ -519,8 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export" and args.format == "canvas":
         return lms.run(args, course_root)
     if args.command == "replay":  # reads the record under the course root; needs no gradebook
-        return records.replay_main(Path(args.course_root).resolve() if args.course_root else ROOT,
-                                   args.assignment, args.student, args.device)
+        return records.replay_main(course_root, args.assignment, args.student, args.device)
 
     # nbgrader runs `alembic` (gradebook migrations) from PATH: use the environment's own
     options.put_python_bin_on_path()
@@ -544,4 +572,4 @@ def main(argv: list[str] | None = None) -> int:
         return run_nbgrader(course, "export", f"--to={Path(args.to).resolve()}")
     settings = Settings(regrade=args.regrade, timeout=args.timeout, device=args.device or "",
                         cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
-    return autograde(course, args.assignment, args.student, args.workers, args.require_gpu, settings)
+    return autograde(course, args.assignment, args.student, args.workers, args.require_gpu, settings, args.json)

@@ -125,11 +125,8 @@ def spec_file(assignment: str) -> str | None:
 
 
 def suite_tolerances(suite) -> dict:
-    """The suite's tolerances as JSON (``TOLERANCES``, else the older name ``TOL``; {} if none)."""
-    tolerances = getattr(suite, "TOLERANCES", None)
-    if tolerances is None:
-        tolerances = getattr(suite, "TOL", {})
-    return jsonable(tolerances)
+    """The suite's tolerances (``TOLERANCES``, from the assignment's public spec) as JSON; {} if none."""
+    return jsonable(getattr(suite, "TOLERANCES", {}))
 
 
 def device_name(device: str) -> str:

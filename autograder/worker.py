@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+SQLITE_LOCKED = "database is locked"  # SQLite's error when another writer holds the gradebook: worth a retry
+
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 300.0  # s for a worker to import nbgrader, the hooks and torch
 
@@ -104,7 +106,7 @@ def autograde_one(config, assignment: str, student: str, log_path: Path) -> dict
     except Exception as err:
         cause = app.failure or err
         logger.exception("autograde failed")
-        return {"ok": False, "error": _describe(cause), "locked": "database is locked" in str(cause)}
+        return {"ok": False, "error": _describe(cause), "locked": SQLITE_LOCKED in str(cause)}
     finally:
         logger.removeHandler(handler)
         handler.close()

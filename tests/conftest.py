@@ -40,6 +40,17 @@ def pytest_collection_modifyitems(session, config, items):
 TEST_AUTHOR = "Course Staff 10-423 <staff-10423@example.org>"
 
 
+def autograde_results(result) -> dict[str, dict]:
+    """{student: its result} from ``python -m autograder autograde --json``'s stdout (one JSON
+    object: autograder.cli.results_json); a clear failure when stdout is not that object."""
+    import json
+
+    try:
+        return {r["student"]: r for r in json.loads(result.stdout)["results"]}
+    except (ValueError, KeyError, TypeError) as err:
+        pytest.fail(f"autograde --json printed no results object ({err}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+
+
 def staff_snapshot(dest: Path) -> Path:
     """A clone of this repository at ``dest`` whose HEAD holds the working tree's public files
     (committed or not, untracked ones included): what ``publish`` would publish once they are

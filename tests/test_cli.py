@@ -14,6 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import autograde_results
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures"
 ASSIGNMENT = "hw-fixture"
@@ -29,9 +31,9 @@ def cli(course: Path, *args: str, timeout: float = 600) -> subprocess.CompletedP
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def summary(result: subprocess.CompletedProcess) -> dict[str, str]:
-    """{student: line} of autograde's summary table."""
-    return {line.split()[0]: line for line in result.stdout.splitlines()
+def table_rows(printed: str) -> dict[str, str]:
+    """{student: line} of the summary table autograde prints for a TA (scripts use --json)."""
+    return {line.split()[0]: line for line in printed.splitlines()
             if len(line.split()) > 2 and line.split()[1] in ("graded", "skipped", "failed")}
 
 
@@ -56,7 +58,8 @@ def course(tmp_path_factory) -> Path:
     submit(course, "ann")
     r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
-    assert "7/7" in summary(r)["ann"] and "graded" in summary(r)["ann"], r.stdout
+    assert table_rows(r.stdout)["ann"].split()[1:3] == ["graded", "7/7"], r.stdout
+    assert "1 graded, 0 skipped, 0 not gradable" in r.stdout, r.stdout
     return course
 
 
@@ -69,11 +72,14 @@ def test_an_unchanged_submission_is_skipped_by_its_records_hash_and_a_changed_on
     record = json.loads(record_of(course, "ann").read_text())
     assert record["score"] == 7 and record["submission_sha256"]
     assert not list(course.glob("autograded/*/*/.autograder.json"))  # no marker files any more
-    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu")
-    assert r.returncode == 0 and "skipped" in summary(r)["ann"] and "7/7" in summary(r)["ann"], r.stdout
+    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu", "--json")
+    ann = autograde_results(r)["ann"]
+    assert r.returncode == 0 and (ann["status"], ann["score"], ann["max_score"]) == ("skipped", 7, 7), ann
+    assert json.loads(r.stdout)["counts"] == {"graded": 0, "skipped": 1, "failed": 0}, r.stdout
+    assert table_rows(r.stderr)["ann"].split()[1] == "skipped", r.stderr  # the table: stderr
     (course / "submitted" / "ann" / ASSIGNMENT / "notes.txt").write_text("changed after grading")
-    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu")
-    assert r.returncode == 0 and "graded" in summary(r)["ann"], r.stdout + r.stderr[-2000:]
+    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu", "--json")
+    assert r.returncode == 0 and autograde_results(r)["ann"]["status"] == "graded", r.stdout + r.stderr[-2000:]
     assert json.loads(record_of(course, "ann").read_text())["submission_sha256"] != record["submission_sha256"]
 
 
@@ -103,11 +109,11 @@ def test_the_timeout_kills_only_the_slow_submissions_worker(course):
     submit(course, "a_slow", nb)
     submit(course, "b_next")
     r = cli(course, "autograde", ASSIGNMENT, "--student", "a_slow", "--student", "b_next", "--workers", "1",
-            "--device", "cpu", "--timeout", "25", "--cell-timeout", "3000", "--notebook-timeout", "3000")
-    rows = summary(r)
+            "--device", "cpu", "--timeout", "25", "--cell-timeout", "3000", "--notebook-timeout", "3000", "--json")
+    rows = autograde_results(r)
     assert r.returncode == 1, r.stdout + r.stderr[-2000:]
-    assert "failed" in rows["a_slow"] and "exceeded 25 s" in rows["a_slow"], rows
-    assert "graded" in rows["b_next"] and "7/7" in rows["b_next"], rows
+    assert rows["a_slow"]["status"] == "failed" and "exceeded 25 s" in " ".join(rows["a_slow"]["problems"]), rows
+    assert (rows["b_next"]["status"], rows["b_next"]["score"]) == ("graded", 7), rows
     assert not record_of(course, "a_slow").exists()
     for _ in range(20):  # the sandboxes (kernel and grading runner) die with the killed worker
         left = subprocess.run(["pgrep", "-f", f"sleep {SLOW}"], capture_output=True, text=True).stdout.strip()

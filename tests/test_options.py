@@ -148,3 +148,14 @@ def test_the_serve_workers_get_the_thread_counts(monkeypatch, tmp_path):
     grader.log_dir.mkdir(parents=True)
     grader.worker(0)
     assert started and started[0]["OMP_NUM_THREADS"] == started[0]["MKL_NUM_THREADS"] == "1", started
+
+
+@pytest.mark.parametrize("command", [["report", "hw-attention"], ["replay", "hw-attention", "bob"],
+                                     ["similarity", "hw-attention"]])
+def test_every_command_takes_the_course_root_from_the_environment(command, tmp_path):
+    """AUTOGRADER_COURSE_ROOT is the course for the commands that read records too, not only for
+    those that run nbgrader (which take it through nbgrader_config.py)."""
+    env = {**os.environ, "AUTOGRADER_COURSE_ROOT": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "autograder", *command], capture_output=True, text=True, env=env,
+                       cwd=ROOT)
+    assert r.returncode == 2 and str(tmp_path) in r.stderr, (r.returncode, r.stdout[-1000:], r.stderr[-1000:])

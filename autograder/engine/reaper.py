@@ -50,6 +50,10 @@ import select
 import signal
 import sys
 
+# The protocol's words, one line each (autograder.engine.supervisor speaks the other side):
+# this process says READY, then DONE STATUS PEAK_KIB after each run; the grader says RUN JOB_DIR OUT_DIR or KILL.
+READY, RUN, DONE, KILL = "ready", "run", "done", "kill"
+
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -139,7 +143,7 @@ def run_once(job_dir: str, out_dir: str, home: str, uid: int | None, close: list
     peak, status = 0, None
     while status is None:
         line = control.next(0.05)
-        if line in ("kill", ""):  # the deadline passed, or the grader is gone
+        if line in (KILL, ""):  # the deadline passed, or the grader is gone
             os.kill(pid, signal.SIGKILL)
         while True:
             try:
@@ -175,16 +179,16 @@ def serve(report_fd: int, control_fd: int, home: str, uid: int | None) -> int:
     from autograder.engine import runner  # noqa: F401
 
     control = Lines(control_fd)
-    os.write(report_fd, b"ready\n")
+    os.write(report_fd, f"{READY}\n".encode())
     while True:
         line = control.next(None)
         if not line:
             return 0
         words = line.split()
-        if words[0] != "run" or len(words) != 3:
+        if words[0] != RUN or len(words) != 3:
             continue
         status, peak = run_once(words[1], words[2], home, uid, [report_fd, control_fd], control)
-        os.write(report_fd, f"done {status} {peak}\n".encode())
+        os.write(report_fd, f"{DONE} {status} {peak}\n".encode())
 
 
 def main(argv: list[str]) -> int:

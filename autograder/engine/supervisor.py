@@ -23,6 +23,7 @@ import torch
 
 from autograder import options
 from autograder.checks import Call, Outcome
+from autograder.engine import reaper  # the protocol's words
 from autograder.engine.callgraph import CallGraph
 from autograder.engine.runner import CELL_MARK, exhausted_memory, not_run_after_memory
 from autograder.engine.sandbox import NOBODY, empty_folder
@@ -163,7 +164,7 @@ class SandboxLauncher:
         self.prestart()
         if self.ready:
             return
-        if self.report.next(REAPER_START_TIMEOUT) != "ready":
+        if self.report.next(REAPER_START_TIMEOUT) != reaper.READY:
             self._stop()
             raise RuntimeError("the grading sandbox did not start (bubblewrap, or the trusted parent "
                                "autograder/engine/reaper.py, failed)")
@@ -171,7 +172,7 @@ class SandboxLauncher:
 
     def start(self, job: Path, out: Path) -> None:
         self._ensure_started()
-        os.write(self.control, f"run {job} {out}\n".encode())
+        os.write(self.control, f"{reaper.RUN} {job} {out}\n".encode())
 
     def _over_limit(self, message: str) -> None:
         """The watch's alarm (its own thread): kill the whole sandbox now; the run then ends
@@ -201,7 +202,7 @@ class SandboxLauncher:
         if line is None:
             return None
         words = line.split()
-        if len(words) == 3 and words[0] == "done":
+        if len(words) == 3 and words[0] == reaper.DONE:
             return int(words[1]), int(words[2]) * 1024
         self._stop()  # EOF or garbage: the sandbox is gone
         return -9, None
@@ -211,7 +212,7 @@ class SandboxLauncher:
 
     def kill(self) -> tuple[int, int | None]:
         try:
-            os.write(self.control, b"kill\n")
+            os.write(self.control, f"{reaper.KILL}\n".encode())
         except OSError:
             pass
         result = self._done(self.report.next(30.0))

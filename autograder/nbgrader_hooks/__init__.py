@@ -49,7 +49,7 @@ One module per job, the way nbgrader lays out its own ``preprocessors/``:
 - ``pipeline``: :func:`configure`, the preprocessors' order in nbgrader's pipeline;
 - ``config``: the file ``nbgrader_config.py`` loads.
 """
-from autograder.nbgrader_hooks.cells import is_graded_test
+from autograder.nbgrader_hooks.cells import KERNEL_PROBLEMS, is_graded_test
 from autograder.nbgrader_hooks.kernel_manager import SandboxedKernelManager
 from autograder.nbgrader_hooks.pipeline import configure
 from autograder.nbgrader_hooks.restore_metadata import RestoreMetadata
@@ -60,7 +60,7 @@ from autograder.nbgrader_hooks.start_trusted_grading import StartTrustedGrading
 from autograder.nbgrader_hooks.trusted_verdicts import TrustedVerdicts, verdict_outputs
 from autograder.nbgrader_hooks.write_grade_record import WriteGradeRecord, submission_sha256
 
-__all__ = ["CELL_TIMEOUT_S", "GRADED_OUTSIDE", "NOTEBOOK_TIMEOUT_S", "RestoreMetadata",
+__all__ = ["CELL_TIMEOUT_S", "GRADED_OUTSIDE", "KERNEL_PROBLEMS", "NOTEBOOK_TIMEOUT_S", "RestoreMetadata",
            "SandboxedExecute", "SandboxedKernelManager", "StartTrustedGrading", "TrustedVerdicts",
            "WriteGradeRecord", "configure", "configure_from_environment", "grading_device", "is_graded_test",
            "submission_sha256", "verdict_outputs"]

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import nbformat
 
+# The errors the hooks write into a cell when the kernel could not finish it (sandboxed_execute),
+# by name: autograde lists them in its summary (autograder.cli), the feedback shows them.
+CELL_TIMEOUT, NOTEBOOK_TIMEOUT, DEAD_KERNEL, SCRATCH_LIMIT = KERNEL_PROBLEMS = (
+    "CellTimeoutError", "NotebookTimeoutError", "DeadKernelError", "ScratchLimitError")
+NOT_GRADED, TESTS_FAILED = "NotGraded", "TestsFailed"  # trusted_verdicts: a cell outside the tests; 0 points
+
 
 def is_graded_test(cell) -> bool:
     """A test cell nbgrader grades (code, ``grade`` and not ``solution``): the trusted verdict fills it."""

@@ -17,7 +17,8 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer, Unicode
 
 from autograder import exchange, options
-from autograder.nbgrader_hooks.cells import _error, _stream, is_graded_test
+from autograder.nbgrader_hooks.cells import (CELL_TIMEOUT, DEAD_KERNEL, NOTEBOOK_TIMEOUT, SCRATCH_LIMIT, _error, _stream,
+                                            is_graded_test)
 from autograder.nbgrader_hooks.kernel_manager import SandboxedKernelManager
 from autograder.nbgrader_hooks.settings import CELL_TIMEOUT_S, NOTEBOOK_TIMEOUT_S
 
@@ -102,7 +103,7 @@ class SandboxedExecute(Execute):
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             self._stopped = f"the notebook's time limit ({self.notebook_timeout} s) was reached"
-            cell.outputs = [_error("NotebookTimeoutError", self._stopped)]
+            cell.outputs = [_error(NOTEBOOK_TIMEOUT, self._stopped)]
             await self._stop_kernel()
             return cell
         per_cell = self.timeout
@@ -111,18 +112,18 @@ class SandboxedExecute(Execute):
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         except CellTimeoutError:
             self._stopped = f"an earlier cell ran longer than {self.timeout} s"
-            cell.outputs.append(_error("CellTimeoutError", f"this cell ran longer than {self.timeout} s "
+            cell.outputs.append(_error(CELL_TIMEOUT, f"this cell ran longer than {self.timeout} s "
                                        "and was stopped; the kernel was shut down"))
             await self._stop_kernel()
             return cell
         except DeadKernelError:
             if self._over_limit:
                 self._stopped = f"the kernel was stopped in an earlier cell: the notebook {self._over_limit}"
-                cell.outputs.append(_error("ScratchLimitError", f"the kernel was stopped while running this "
+                cell.outputs.append(_error(SCRATCH_LIMIT, f"the kernel was stopped while running this "
                                            f"cell: the notebook {self._over_limit}"))
                 return cell
             self._stopped = "the kernel died in an earlier cell"
-            cell.outputs.append(_error("DeadKernelError", "the kernel died while running this cell "
+            cell.outputs.append(_error(DEAD_KERNEL, "the kernel died while running this cell "
                                        "(crash, os._exit, memory limit, ...)"))
             return cell
         finally:

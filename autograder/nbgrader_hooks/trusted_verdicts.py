@@ -8,7 +8,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
 from autograder import diagnosis
-from autograder.nbgrader_hooks.cells import _error, _stream, is_graded_test
+from autograder.nbgrader_hooks.cells import NOT_GRADED, TESTS_FAILED, _error, _stream, is_graded_test
 from autograder.nbgrader_hooks.hidden_suite import _suite_and_code, _timed_grade
 from autograder.nbgrader_hooks.settings import grading_device
 from autograder.nbgrader_hooks.write_grade_record import _make_record
@@ -49,7 +49,7 @@ class TrustedVerdicts(NbGraderPreprocessor):
             if is_graded_test(cell):
                 verdict = cells.get(cell.metadata["nbgrader"].get("grade_id"))
                 if verdict is None:  # a test cell the suite does not know: no points from it
-                    cell.outputs = [_error("NotGraded", "this cell is not part of the graded tests")]
+                    cell.outputs = [_error(NOT_GRADED, "this cell is not part of the graded tests")]
                 else:
                     cell.outputs = verdict_outputs(verdict, [m for m in mistakes if any(
                         c.startswith(f"{verdict.grade_id}: ") for c in m.checks)])
@@ -79,7 +79,7 @@ def verdict_outputs(verdict, mistakes=()) -> list:
         lines.append(f"  Likely mistake (these failures match a known one): {mistake.description}")
     text = "\n".join(lines) + "\n"
     if verdict.points <= 0 and verdict.max_points > 0:
-        return [_error("TestsFailed", f"0 / {verdict.max_points:g} points", traceback=lines)]
+        return [_error(TESTS_FAILED, f"0 / {verdict.max_points:g} points", traceback=lines)]
     return [_stream(text, "stdout"),
             nbformat.v4.new_output("execute_result", data={"text/plain": f"{verdict.points:g}"},
                                    execution_count=None)]

@@ -27,7 +27,6 @@ from autograder.checks import (Call, Check, Outcome, all_of, assert_close, autog
 from lec4.homework.hw_conv import (ASSIGNMENT, CONV_CASES, FORBIDDEN, GRADE_CELLS, NOTEBOOK,  # noqa: F401
                                    POOL_CASES, TOLERANCES, init_cnn_params)
 
-TOL = TOLERANCES  # (atol, rtol) per dtype
 
 # (N, C, H, W, F, KH, KW, stride, padding): strides 1-3, padding 0-2, non-square kernels, C != F,
 # N = 1, C = 1, F = 1, and sizes the stride does not divide (rows/columns no window reaches).
@@ -115,7 +114,7 @@ def conv_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dt
     label = f"{_describe_conv(cfg)}, {str(dtype).removeprefix('torch.')}"
     call = Call("conv2d_backward", args, {"stride": stride, "padding": padding}, device=device)
     return value_check(grade_id, f"conv2d_backward values: {label}", call, [e.to(dtype) for e in expected],
-                       TOL[dtype], what=[f"{name} ({label})" for name in ("grad_x", "grad_weight", "grad_bias")],
+                       TOLERANCES[dtype], what=[f"{name} ({label})" for name in ("grad_x", "grad_weight", "grad_bias")],
                        unchanged=True)
 
 
@@ -136,7 +135,7 @@ def conv_part_check(grade_id: str, cfg, seed: int, device: str, part: str) -> Ch
         expect_ok(outcome)
         item = output_items(outcome.output, len(CONV_PARTS), "conv2d_backward")[index]
         expect_device(item, device, part)
-        assert_close(item, expected, *TOL[torch.float64], what=label)
+        assert_close(item, expected, *TOLERANCES[torch.float64], what=label)
         return None
     return Check(grade_id, f"conv2d_backward {label}", [call], verify, kind="value")
 
@@ -160,7 +159,7 @@ def pool_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dt
     # in float32 the argmax is the same (values exact); sums of one-or-few terms
     label = f"{_describe_pool(cfg)}, {str(dtype).removeprefix('torch.')}"
     call = Call("maxpool2d_backward", args + [cfg[4], cfg[5]], device=device)
-    return value_check(grade_id, f"maxpool2d_backward values: {label}", call, expected.to(dtype), TOL[dtype],
+    return value_check(grade_id, f"maxpool2d_backward values: {label}", call, expected.to(dtype), TOLERANCES[dtype],
                        what=f"grad_x ({label})", unchanged=True)
 
 
@@ -173,7 +172,7 @@ def pool_known_max_check(grade_id: str, name: str, x: torch.Tensor, k: int, s: i
     label = f"{name}: {_describe_pool((*x.shape, k, s))}"
     return value_check(grade_id, f"maxpool2d_backward values, {label}",
                        Call("maxpool2d_backward", [grad_out, x, k, s], device=device), leaf.grad,
-                       TOL[torch.float64], what=f"grad_x ({label})")
+                       TOLERANCES[torch.float64], what=f"grad_x ({label})")
 
 
 def conv_checks(device: str) -> list[Check]:
@@ -241,7 +240,7 @@ def layer_grad_check(function: str, args: list, grad_of: tuple, reference, label
     grad_output = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(len(label)))
     _, expected = autograd_reference(reference, args, grad_of, grad_output)
     call = Call(function, args, device=device, grad_of=grad_of, grad_output=grad_output)
-    return gradient_check("test_wiring", f"{function} gradients: {label}", call, list(expected), TOL[torch.float64],
+    return gradient_check("test_wiring", f"{function} gradients: {label}", call, list(expected), TOLERANCES[torch.float64],
                           expected_output=out,
                           no_gradient_hint="does backward return one gradient per forward input?")
 

@@ -1,6 +1,7 @@
 """A simulated class through the whole TA pipeline: generate -> release -> submit -> collect ->
 autograde (2 workers) -> feedback -> export, checking every score and that feedback leaks nothing."""
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -71,18 +72,19 @@ def test_class(tmp_path, assignment, monkeypatch):
     r = cli(course, "collect", assignment, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     start = time.monotonic()
-    r = cli(course, "autograde", assignment, "--workers", "2", *GRADING, env=env)
+    r = cli(course, "autograde", assignment, "--workers", "2", *GRADING, "--json", env=env)
     elapsed = time.monotonic() - start
-    print(r.stdout)
+    print(r.stderr[-20000:])  # the TA's table
     print(f"{assignment}: {len(expected)} submissions in {elapsed:.0f} s, {elapsed / len(expected):.1f} s each (2 workers)")
     ungradable = UNGRADABLE & set(expected)
     assert r.returncode == (1 if ungradable else 0), r.stdout + r.stderr[-3000:]  # an ungradable notebook: 1
-    summary = {line.split()[0]: line for line in r.stdout.splitlines() if line.split() and line.split()[0] in expected}
+    results = {result["student"]: result for result in json.loads(r.stdout)["results"]}
+    assert sorted(results) == sorted(expected), r.stdout[-3000:]
     for student in expected:
         status = "failed" if student in UNGRADABLE else "graded"
-        assert summary[student].split()[1] == status, summary[student]
+        assert results[student]["status"] == status, results[student]
         if student in UNGRADABLE:
-            assert "0/" in summary[student], summary[student]
+            assert results[student]["score"] == 0, results[student]
 
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{course}/gradebook.db", "10423-lec4") as gb:
@@ -91,8 +93,8 @@ def test_class(tmp_path, assignment, monkeypatch):
     assert not wrong, f"(got, expected): {wrong}\n{r.stdout}"
 
     # rerun: nothing regraded, nothing double counted
-    r2 = cli(course, "autograde", assignment, *GRADING, env=env)
-    assert r2.stdout.count("skipped") >= len(expected) - len(ungradable), r2.stdout
+    r2 = cli(course, "autograde", assignment, *GRADING, "--json", env=env)
+    assert json.loads(r2.stdout)["counts"]["skipped"] >= len(expected) - len(ungradable), r2.stdout
     with Gradebook(f"sqlite:///{course}/gradebook.db", "10423-lec4") as gb:
         assert {s: gb.find_submission(assignment, s).score for s in expected} == got
 
