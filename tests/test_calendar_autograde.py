@@ -11,7 +11,8 @@ import shutil
 import nbformat
 import pytest
 
-from test_cli import ASSIGNMENT, FIXTURE, NOTEBOOK, cli, record_of, submit, summary
+from conftest import autograde_results
+from test_cli import ASSIGNMENT, FIXTURE, NOTEBOOK, cli, record_of, submit
 
 DUE = "2026-12-10 23:59 America/New_York"  # = 2026-12-11 04:59 UTC
 
@@ -60,9 +61,10 @@ def course(tmp_path_factory):
     stamp(ontime, "2026-12-11 04:00:00.000000 UTC")
     r = cli(course, "extend", ASSIGNMENT, "carl", "--days", "2", "--reason", "medical note")
     assert r.returncode == 0, r.stdout + r.stderr
-    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu", "--workers", "2")
+    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu", "--workers", "2", "--json")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
-    assert all("graded" in summary(r)[s] for s in ("ann", "bob", "carl", "dora")), r.stdout
+    results = autograde_results(r)
+    assert all(results[s]["status"] == "graded" for s in ("ann", "bob", "carl", "dora")), results
     return course
 
 
@@ -188,8 +190,8 @@ def test_collect_through_the_cli_keeps_the_on_time_copy_and_the_better_score_cou
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     assert "fay: latest submission 2026-12-12T05:30:00+00:00 is late; kept the on-time one" in r.stdout, r.stdout
     assert (course / "submitted" / "fay" / ASSIGNMENT / "timestamp.txt").read_text() == "2026-12-12 05:30:00.000000 UTC"
-    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu")
-    assert r.returncode == 0 and "graded" in summary(r)["fay"], r.stdout + r.stderr[-3000:]
+    r = cli(course, "autograde", ASSIGNMENT, "--device", "cpu", "--json")
+    assert r.returncode == 0 and autograde_results(r)["fay"]["status"] == "graded", r.stdout + r.stderr[-3000:]
     record = json.loads(record_of(course, "fay").read_text())
     late = record["late"]
     assert late["raw_score"] == 3 and late["penalty"] == pytest.approx(1.4), late
