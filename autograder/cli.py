@@ -458,18 +458,23 @@ def print_summary(results: list[Result], wall: float, file=None) -> None:
     for r in results:
         score = f"{r.score:g}/{r.max_score:g}" if r.score is not None else "-"
         print(f"{r.student:<{width}}  {r.status:<7}  {score:>11}  {r.seconds:5.1f}s  {'; '.join(r.problems)}", file=file)
-    graded = [r for r in results if r.status == STATUS_GRADED]
-    failed = [r for r in results if r.status == STATUS_FAILED]
-    per = sum(r.seconds for r in graded) / len(graded) if graded else 0.0
-    print(f"\n{len(graded)} graded, {len(results) - len(graded) - len(failed)} skipped, {len(failed)} not gradable; "
+    counts = status_counts(results)
+    graded = [r.seconds for r in results if r.status == STATUS_GRADED]
+    per = sum(graded) / len(graded) if graded else 0.0
+    print(f"\n{counts[STATUS_GRADED]} graded, {counts[STATUS_SKIPPED]} skipped, {counts[STATUS_FAILED]} not gradable; "
           f"wall {wall:.1f} s, {per:.1f} s per graded submission (per worker)", file=file)
+
+
+def status_counts(results: list[Result]) -> dict[str, int]:
+    """How many results have each of :data:`STATUSES` (the table's last line, ``--json``'s counts)."""
+    return {status: sum(r.status == status for r in results) for status in STATUSES}
 
 
 def results_json(assignment: str, results: list[Result], wall: float, workers: int) -> dict:
     """``autograde --json``: what the table says, for scripts: every student's result
     (:class:`Result`'s fields) and the count per status."""
     return {"assignment": assignment, "workers": workers, "wall_s": round(wall, 1),
-            "counts": {status: sum(r.status == status for r in results) for status in STATUSES},
+            "counts": status_counts(results),
             "results": [dataclasses.asdict(r) for r in results]}
 
 
