@@ -14,6 +14,7 @@ import pytest
 from autograder.suites import assignments, load_suite  # noqa: E402
 
 from classgen import UNGRADABLE, make_class  # noqa: E402
+from conftest import autograde_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures"
@@ -78,7 +79,7 @@ def test_class(tmp_path, assignment, monkeypatch):
     print(f"{assignment}: {len(expected)} submissions in {elapsed:.0f} s, {elapsed / len(expected):.1f} s each (2 workers)")
     ungradable = UNGRADABLE & set(expected)
     assert r.returncode == (1 if ungradable else 0), r.stdout + r.stderr[-3000:]  # an ungradable notebook: 1
-    results = {result["student"]: result for result in json.loads(r.stdout)["results"]}
+    results = autograde_results(r)
     assert sorted(results) == sorted(expected), r.stdout[-3000:]
     for student in expected:
         status = "failed" if student in UNGRADABLE else "graded"
