@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from autograder.engine.runner import cell_marker  # the cell separator the runner splits on
+from autograder.engine.marker import cell_marker  # the cell separator the runner splits on
 
 try:
     import nbformat

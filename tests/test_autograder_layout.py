@@ -128,6 +128,17 @@ def test_the_cli_entry_imports_neither_torch_nor_nbgrader():
     assert r.stdout.split() == [], f"imported by the CLI's entry point: {r.stdout.split()}"
 
 
+def test_the_course_configuration_loads_without_torch():
+    """Every nbgrader command and every TA command that reads the course (``Course.load``) loads
+    ``nbgrader_config.py``, hence the hooks' pipeline: it names the preprocessors without importing
+    torch (1.1 s of CPU per command), which only the grading itself needs."""
+    probe = ("import sys; from autograder.cli import Course; Course.load(); "
+             "print('torch' if 'torch' in sys.modules else '')")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [], "loading the course's nbgrader configuration imported torch"
+
+
 HOOKS = ROOT / "autograder" / "nbgrader_hooks"
 
 

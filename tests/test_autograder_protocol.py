@@ -11,7 +11,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 from autograder.checks import Call, forbidden_uses  # noqa: E402
 from autograder.engine.callgraph import CallGraph  # noqa: E402
-from autograder.engine.runner import cell_marker  # noqa: E402
+from autograder.engine.marker import cell_marker  # noqa: E402
 from autograder.engine.supervisor import _not_run, run_calls  # noqa: E402
 
 HANGS = "def f(x):\n    while True:\n        pass\n\ndef g(x):\n    return x + 1\n"

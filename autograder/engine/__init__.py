@@ -6,5 +6,5 @@
 - :mod:`~autograder.engine.supervisor`: launches runs, watches deadlines, reads outcomes;
 - :mod:`~autograder.engine.grading`: builds a suite's checks, runs them, scores the grade cells.
 
-This file stays import-free: the sandbox shows it (with runner.py and reaper.py) to the runs.
+This file stays import-free: the sandbox shows it (with runner.py, marker.py and reaper.py) to the runs.
 """

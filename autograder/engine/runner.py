@@ -13,7 +13,7 @@ a job holds (none after a hang of their function) is the grader's decision
 (:mod:`autograder.engine.supervisor`). In the sandbox, :mod:`autograder.engine.reaper` calls
 :func:`main` in a forked child instead.
 
-The submission's source is its cells joined, each headed by :func:`cell_marker` (written by
+The submission's source is its cells joined, each headed by :func:`autograder.engine.marker.cell_marker` (written by
 :func:`autograder.notebook.submission_source`); the runner executes it cell by cell.
 """
 from __future__ import annotations
@@ -26,6 +26,8 @@ import types
 from pathlib import Path
 
 import torch
+
+from autograder.engine.marker import CELL_MARK
 
 
 # What an outcome's error says when the call ran out of memory (RLIMIT_AS/RLIMIT_DATA on the host,
@@ -43,15 +45,6 @@ def not_run_after_memory(function: str) -> str:
     """The error of the calls of ``function`` after one of them ran out of memory: they are not
     run (each would exhaust it again, seconds to minutes apiece; see the supervisor's rule)."""
     return f"not run: an earlier call of {function} ran out of memory"
-
-
-CELL_MARKER = "# --- cell {grade_id} ---"  # the one definition of the cell separator of a submission's source
-CELL_MARK = re.compile("^" + re.escape(CELL_MARKER).replace(re.escape("{grade_id}"), ".*") + "$", re.M)
-
-
-def cell_marker(grade_id: str) -> str:
-    """The line that starts the cell ``grade_id`` in a submission's source (see :data:`CELL_MARK`)."""
-    return CELL_MARKER.format(grade_id=grade_id)
 
 
 def _describe(value):

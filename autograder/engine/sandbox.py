@@ -2,7 +2,8 @@
 
 Inside the sandbox a process sees only the system (``/usr``, ``/etc``), the Python
 installation, the project's virtual environment, ``src/`` (the public ``lec4`` library)
-and the engine's ``runner.py`` and ``reaper.py`` -- all read-only -- plus its own working directory
+and the engine's ``runner.py`` (with the ``marker.py`` it imports) and ``reaper.py`` -- all
+read-only -- plus its own working directory
 and its scratch folders ``/tmp`` and ``/dev/shm``, the only writable places (see "Bounded
 scratch space and host memory" below). ``solutions/``, the hidden-test suites, the gradebook and the other
 students' folders are simply not there. There is no network (``--unshare-net``), its own
@@ -163,7 +164,8 @@ class BwrapSandbox:
     def readonly_paths(self) -> list[Path]:
         """Host paths visible (read-only) inside, at the same place."""
         paths = [Path("/usr"), Path("/etc"), Path(sys.base_prefix), Path(sys.prefix), ROOT / "src",
-                 ROOT / "autograder" / "__init__.py", ENGINE / "__init__.py", ENGINE / "runner.py", REAPER, *self.extra_ro]
+                 ROOT / "autograder" / "__init__.py", ENGINE / "__init__.py", ENGINE / "runner.py", ENGINE / "marker.py", REAPER,
+                 *self.extra_ro]
         if self.gpu:
             paths += [Path(p) for p in ("/proc/driver/nvidia", "/sys") if Path(p).exists()]
         return [p for p in dict.fromkeys(paths) if p.exists()]

@@ -25,7 +25,8 @@ from autograder import options
 from autograder.checks import Call, Outcome
 from autograder.engine import reaper  # the protocol's words
 from autograder.engine.callgraph import CallGraph
-from autograder.engine.runner import CELL_MARK, exhausted_memory, not_run_after_memory
+from autograder.engine.marker import CELL_MARK
+from autograder.engine.runner import exhausted_memory, not_run_after_memory
 from autograder.engine.sandbox import NOBODY, empty_folder
 
 ROOT = Path(__file__).resolve().parents[2]
