@@ -77,12 +77,9 @@ def points(prefix: str) -> float:
                c.metadata["nbgrader"]["grade_id"].startswith(prefix))
 
 
-SHOT_PREFIX = {"": ""}  # course_loop in the Slurm mode (tests/test_hub_slurm.py) names its screenshots slurm-loop-*
-
-
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{SHOT_PREFIX['']}{name}.png"))
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 class timed:
@@ -299,11 +296,10 @@ def test_course_loop_in_jupyterhub(hub, chromium, tmp_path, request):
         course_loop(hub, chromium, tmp_path, request)
 
 
-def course_loop(hub, chromium, tmp_path, request, launch_button: bool = True,
-                students: tuple[str, str] = ("student1", "student2")):
-    """Steps 1-6 of the module docstring; ``launch_button=False`` stops after 5 (the Slurm mode's run).
-    ``students``: the accounts in the roles of student1 and student2 (the Slurm mode uses its own)."""
-    first, second = students
+def course_loop(hub, chromium, tmp_path, request):
+    """Steps 1-6 of the module docstring (the Slurm mode proves what depends on its servers in
+    tests/test_hub_slurm.py)."""
+    first, second = "student1", "student2"
     loop_start = time.monotonic()
     course, exchange = hub["course"], hub["exchange"]
     cli = [PY, "-m", "autograder", "--course-root", str(course), "--exchange", str(exchange)]
@@ -436,23 +432,23 @@ def course_loop(hub, chromium, tmp_path, request, launch_button: bool = True,
         reply = instructor.request.get(f"{hub['url']}/user/instructor/formgrader")
         assert reply.status == 200, f"instructor's formgrader answered {reply.status}"
 
-    if launch_button:  # 6. the built book's launch button opens the chapter in student1's server (nbgitpuller)
-        with timed("6 launch button -> nbgitpuller -> chapter in JupyterLab"):
-            book = request.getfixturevalue("launch_book")  # here, so steps 1-5 do not wait for a clean build
-            page = launch(s1_ctx, hub, book, "modern_transformers")
-            wait_for_notebook(page, "modern_transformers")  # a notebook (jupytext), not the text editor
-            shot(page, "6-launch-button-chapter")
-            pulled = Path(pwd.getpwnam(first).pw_dir, "lecture4-book", "book", "modern_transformers.md")
-            committed = subprocess.run(["git", "show", "HEAD:book/modern_transformers.md"], cwd=ROOT,
-                                       capture_output=True, check=True).stdout
-            assert pulled.read_bytes() == committed
-            # the launch repository brought the book, not the staff's material (nor its history)
-            clone = pulled.parents[1]
-            assert not [p for p in ("solutions", "autograder", "tests") if (clone / p).exists()], sorted(clone.iterdir())
-            history = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(clone), "log", "--all", "--name-only",
-                                      "--format="],
-                                     capture_output=True, text=True, check=True).stdout.split()
-            assert history and not [f for f in history if f.startswith(("solutions/", "autograder/", "tests/"))]
+    # 6. the built book's launch button opens the chapter in student1's server (nbgitpuller)
+    with timed("6 launch button -> nbgitpuller -> chapter in JupyterLab"):
+        book = request.getfixturevalue("launch_book")  # here, so steps 1-5 do not wait for a clean build
+        page = launch(s1_ctx, hub, book, "modern_transformers")
+        wait_for_notebook(page, "modern_transformers")  # a notebook (jupytext), not the text editor
+        shot(page, "6-launch-button-chapter")
+        pulled = Path(pwd.getpwnam(first).pw_dir, "lecture4-book", "book", "modern_transformers.md")
+        committed = subprocess.run(["git", "show", "HEAD:book/modern_transformers.md"], cwd=ROOT,
+                                   capture_output=True, check=True).stdout
+        assert pulled.read_bytes() == committed
+        # the launch repository brought the book, not the staff's material (nor its history)
+        clone = pulled.parents[1]
+        assert not [p for p in ("solutions", "autograder", "tests") if (clone / p).exists()], sorted(clone.iterdir())
+        history = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(clone), "log", "--all", "--name-only",
+                                  "--format="],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        assert history and not [f for f in history if f.startswith(("solutions/", "autograder/", "tests/"))]
 
     TIMES["whole loop"] = time.monotonic() - loop_start
     print("[hub] times: " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMES.items()), flush=True)
