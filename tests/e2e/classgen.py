@@ -88,7 +88,11 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     students["corrupt_json"] = ("corrupt", 0)
     students["foreign_notebook"] = ("foreign", 0)
     students["gigantic_output"] = (build(correct, {after_first: "for _ in range(200000):\n    print('x' * 1000)"}), total)
-    loop = correct[cell_of[first]].replace(f"def {first}(", f"def {first}(*_a, **_k):\n    while True:\n        pass\n\n"
+    # the graded function hangs asleep (each call costs its whole call timeout: 60 s) and a cell of
+    # its own spins (the kernel's cell timeout); a spinning call is stopped the same way, proven in
+    # seconds by tests/test_autograder_sandbox.py (test_call_timeout_and_recovery)
+    loop = correct[cell_of[first]].replace(f"def {first}(", f"def {first}(*_a, **_k):\n    import time\n"
+                                            f"    while True:\n        time.sleep(1)\n\n"
                                             f"def _unused_{first}(", 1)
     students["infinite_loop"] = (build({**correct, cell_of[first]: loop}, {after_first: "while True:\n    pass"}),
                                  total - lost(first))
