@@ -179,12 +179,12 @@ def release_submit_kill_and_cull(hub, cli, s1: Rest, s2: Rest, job: dict) -> Non
         assert any(a["assignment_id"] == ASSIGNMENT and a["status"] == "fetched" for a in listed), listed
         home = Path(pwd.getpwnam(student.user).pw_dir)
         assert (home / ASSIGNMENT / NOTEBOOK).is_file()
-        if student is s1:  # Validate: nbgrader runs the notebook in a kernel inside the job
-            report = student.call("POST", f"/user/{student.user}/assignments/validate",
-                                  {"path": f"{ASSIGNMENT}/{NOTEBOOK}"}, timeout=600)
-            assert report.get("success") and "NotImplementedError" in json.dumps(report["value"]), report
         listed = student.nbgrader("submit", ASSIGNMENT)
         assert any(a["assignment_id"] == ASSIGNMENT and a["status"] == "submitted" for a in listed), listed
+    # Validate (after student4's turn: its idle server may be culled from here on): nbgrader runs
+    # student3's notebook in a kernel inside the job
+    report = s1.call("POST", "/user/student3/assignments/validate", {"path": f"{ASSIGNMENT}/{NOTEBOOK}"}, timeout=600)
+    assert report.get("success") and "NotImplementedError" in json.dumps(report["value"]), report
     inbound = exchange / course_hub.course_id() / "inbound"
     mine = sorted(p for p in inbound.iterdir() if p.name.startswith("student3+"))
     assert mine, list(inbound.iterdir())
