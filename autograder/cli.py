@@ -537,11 +537,16 @@ def main(argv: list[str] | None = None) -> int:
         "selfcheck", help="grade the reference, the blank release and the catalog of faulty implementations "
         "in the production sandbox on this node; exit 1 on any miss"))
     args = parser.parse_args(argv)
+    try:  # every AUTOGRADER_* variable parsed once, before any command reads or changes anything
+        given = options.current()
+    except options.OptionError as err:
+        print(f"python -m autograder {args.command}: {err}; nothing was done", file=sys.stderr)
+        return 2
     if args.command == "publish":  # H25: git and the repository's HEAD only
         return publish.run(args)
     # --course-root, else AUTOGRADER_COURSE_ROOT, else the repository: the same for every command
     # (the ones that run nbgrader get it through nbgrader_config.py: CourseDirectory.root)
-    given_root = args.course_root or options.current().course_root
+    given_root = args.course_root or given.course_root
     course_root = Path(given_root).resolve() if given_root else ROOT
     if args.command == "selfcheck":  # needs neither nbgrader nor Jupyter (a bare GPU node runs it)
         return selfcheck.run(args, course_root)

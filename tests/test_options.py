@@ -159,3 +159,18 @@ def test_every_command_takes_the_course_root_from_the_environment(command, tmp_p
     r = subprocess.run([sys.executable, "-m", "autograder", *command], capture_output=True, text=True, env=env,
                        cwd=ROOT)
     assert r.returncode == 2 and str(tmp_path) in r.stderr, (r.returncode, r.stdout[-1000:], r.stderr[-1000:])
+
+
+@pytest.mark.parametrize("command", [["report", "hw-attention"], ["selfcheck", "hw-attention"],
+                                     ["due", "hw-attention", "2026-12-10 23:59 UTC"], ["collect", "hw-attention"]])
+def test_a_bad_variable_stops_every_command_with_one_line(command, tmp_path):
+    """A bad ``AUTOGRADER_*`` value is the TA's first line of output, with exit status 2, before
+    any command runs (nothing read, nothing changed): not a traceback from wherever it is read."""
+    env = {**os.environ, "AUTOGRADER_CELL_TIMEOUT": "abc", "AUTOGRADER_COURSE_ROOT": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "autograder", *command], capture_output=True, text=True, env=env,
+                       cwd=ROOT)
+    assert r.returncode == 2, (r.returncode, r.stdout[-1000:], r.stderr[-1000:])
+    assert r.stderr.strip().splitlines() == [
+        f"python -m autograder {command[0]}: AUTOGRADER_CELL_TIMEOUT='abc': expected a number of seconds "
+        "(a whole number, at least 1); nothing was done"], r.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
