@@ -292,12 +292,12 @@ def screenshots_on_failure(chromium):
         raise
 
 
-def test_course_loop_in_jupyterhub(hub, chromium, tmp_path, request):
+def test_course_loop_in_jupyterhub(hub, chromium, request):
     with screenshots_on_failure(chromium):
-        course_loop(hub, chromium, tmp_path, request)
+        course_loop(hub, chromium, request)
 
 
-def course_loop(hub, chromium, tmp_path, request):
+def course_loop(hub, chromium, request):
     """Steps 1-6 of the module docstring (the Slurm mode proves what depends on its servers in
     tests/test_hub_slurm.py)."""
     first, second = "student1", "student2"
