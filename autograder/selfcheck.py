@@ -11,6 +11,9 @@ production bubblewrap sandbox, on ``--device``):
   depend on that solution cell (the cells of the functions it defines, and of functions
   that call them, found in the reference code).
 
+These are the staff's code, not students': the rows a worker grades share its sandbox (torch
+imported once), each row starting afresh in it, every run a fresh process as in ``autograde``.
+
 Prints one row per submission (entry, score, the checks that caught it, seconds) and exits
 1 on any miss, 2 when nothing could be checked (unknown assignment, no catalog, ``--device
 cuda`` without a GPU, no sandbox). A catalog entry is a solution cell's code with a
@@ -26,6 +29,7 @@ import ast
 import os
 import platform
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -193,6 +197,7 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
     """
     from autograder.notebook import read_notebook, submission_source
     from autograder.engine.grading import grade, suite_checks
+    from autograder.engine.supervisor import launcher_for
     from autograder.engine.sandbox import SandboxUnavailable, default_sandbox
     from autograder.suites import NoSuite, assignments, load_suite
 
@@ -239,13 +244,26 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
         jobs.append((entry.name, f"loses on {entry.breaks} only", "entry",
                      lambda e=entry: submission_source(reference, with_cell(reference, e.breaks, e.source)), affected))
 
+    # One sandbox per worker thread for all its rows: they are the staff's code, so they need no
+    # isolation from each other, and torch is imported once per sandbox, not once per row (seconds
+    # of CPU each). Each row starts afresh in it (next_submission); every run is a fresh process.
+    mine, opened = threading.local(), []
+
+    def launcher():
+        if getattr(mine, "launcher", None) is None:
+            mine.launcher = launcher_for(sandbox, env)
+            opened.append(mine.launcher)
+        else:
+            mine.launcher.next_submission()
+        return mine.launcher
+
     def run(job) -> Row:
         name, expected, kind, code, affected = job
         row = Row(name, expected)
         start = time.monotonic()
         try:
             row.source = code()
-            row.cells = grade(suite, row.source, device=device, sandbox=sandbox, env=env)
+            row.cells = grade(suite, row.source, device=device, launcher=launcher())
             _judge(row, row.cells, kind, affected)
         except Exception as err:  # a bug of ours or of the node: a miss, reported, never a crash
             row.problem = f"grading failed: {type(err).__name__}: {err}"
@@ -254,8 +272,12 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
             progress(row)
         return row
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        return list(pool.map(run, jobs))
+    try:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            return list(pool.map(run, jobs))
+    finally:
+        for each in opened:
+            each.close()
 
 
 def table(rows: list[Row], markdown: bool = False) -> str:

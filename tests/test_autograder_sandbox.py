@@ -68,6 +68,49 @@ def test_infinite_loop_at_top_level_fails_every_call_once(monkeypatch):
     assert 8.0 <= elapsed < 8.0 + 5
 
 
+
+LEAVES = """
+import os
+
+def leave(x):               # what one submission leaves: files in its home, /tmp and /dev/shm
+    for path in ('left.txt', '/tmp/left.txt', '/dev/shm/left.txt'):
+        open(path, 'w').write('left')
+    return x
+
+def hang(x):
+    while True:
+        pass
+"""
+FINDS = """
+import os
+
+def find(x):                # what the next submission finds; hang() here returns
+    return [os.path.exists(p) for p in ('left.txt', '/tmp/left.txt', '/dev/shm/left.txt')]
+
+def hang(x):
+    return x + 1
+"""
+
+
+def test_the_next_submission_in_a_kept_sandbox_starts_afresh():
+    """selfcheck's rows share a sandbox (SandboxLauncher.next_submission): the next submission
+    finds no file the last one wrote (home, /tmp, /dev/shm), and a function that timed out in the
+    last one is run again in it (its stop is forgotten); the trusted parent is the same process."""
+    launcher = launcher_for(BwrapSandbox())
+    try:
+        first = run_calls(LEAVES, [Call("leave", [1], timeout=30), Call("hang", [1], timeout=3)], launcher=launcher)
+        parent = launcher.proc.pid
+        assert first[0].ok and not first[1].ok and "timed out" in first[1].error, first
+        assert launcher.stopped, "the hung function is not recorded as stopped: the check below would prove nothing"
+        launcher.next_submission()
+        second = run_calls(FINDS, [Call("find", [1], timeout=30), Call("hang", [torch.ones(1)], timeout=30)],
+                           launcher=launcher)
+        assert launcher.proc.pid == parent
+    finally:
+        launcher.close()
+    assert second[0].ok and [i["value"] for i in second[0].output["items"]] == [False, False, False], second[0]
+    assert second[1].ok and torch.equal(second[1].output["tensor"], torch.full((1,), 2.0)), second[1]
+
 MEMORY_PROBES = """
 import os
 import time

@@ -8,14 +8,20 @@ from autograder.engine.supervisor import Sandbox, launcher_for, run_calls
 
 
 def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None = None,
-          env: dict[str, str] | None = None) -> dict[str, CellGrade]:
+          env: dict[str, str] | None = None, launcher=None) -> dict[str, CellGrade]:
     """Grade ``source`` (the submission's code) with ``suite``; one CellGrade per grade cell.
 
     A function that mentions a forbidden call fails every check of that function.
     Points are partial credit: ``points * passed / checks`` for each grade cell. All runs of
     the submission share one sandbox (one trusted parent, see :class:`SandboxLauncher`);
     each run is a fresh process.
+
+    ``launcher``: run in this open launcher (``launcher_for(sandbox, env)``, which the caller
+    closes) instead of a new sandbox: for trusted code only, each submission after
+    :meth:`~autograder.engine.supervisor.SandboxLauncher.next_submission` (``selfcheck``).
     """
+    if launcher is not None:
+        return _grade(suite, source, device, launcher)
     launcher = launcher_for(sandbox, env)
     try:
         return _grade(suite, source, device, launcher)

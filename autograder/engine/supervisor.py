@@ -27,10 +27,11 @@ from autograder.engine import reaper  # the protocol's words
 from autograder.engine.callgraph import CallGraph
 from autograder.engine.marker import CELL_MARK
 from autograder.engine.runner import exhausted_memory, not_run_after_memory
-from autograder.engine.sandbox import NOBODY, empty_folder
+from autograder.engine.sandbox import NOBODY, SCRATCH_DIRS, empty_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_OUTCOME_BYTES = 256 * 2**20
+JOB_PREFIX = "job-"  # a run's folder in a launcher's working folder
 
 
 class Sandbox(Protocol):
@@ -72,7 +73,7 @@ class LocalLauncher:
 
     def new_job(self) -> tuple[Path, Path]:
         """(folder for the grader's inputs, folder where the run writes its outcomes)."""
-        job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
+        job = Path(tempfile.mkdtemp(prefix=JOB_PREFIX, dir=self.workdir))
         (job / "out").mkdir()
         return job, job / "out"
 
@@ -84,6 +85,11 @@ class LocalLauncher:
 
     def prestart(self) -> None:
         pass
+
+    def next_submission(self) -> None:
+        """Start over for another (trusted) submission: see :meth:`SandboxLauncher.next_submission`."""
+        self.stopped = {}
+        empty_folder(self.workdir)
 
     def take_limit_event(self) -> str | None:
         return None  # no sandbox, no scratch limit
@@ -133,7 +139,7 @@ class SandboxLauncher:
         self.watch = watch(self.workdir, self._over_limit) if watch is not None else None
 
     def new_job(self) -> tuple[Path, Path]:
-        job = Path(tempfile.mkdtemp(prefix="job-", dir=self.workdir))
+        job = Path(tempfile.mkdtemp(prefix=JOB_PREFIX, dir=self.workdir))
         os.chmod(job, 0o755)
         out = job / "out"
         out.mkdir()
@@ -160,6 +166,28 @@ class SandboxLauncher:
             os.close(report_w)
             os.close(control_r)
         self.report, self.control, self.ready = Lines(report_r), control_w, False
+
+    def next_submission(self) -> None:
+        """Start over for another submission's runs in this sandbox, for *trusted* code only
+        (``selfcheck``'s rows: the instructor's solution, the blank release and the staff's catalog
+        entries; a student's submission always gets a sandbox of its own). What one submission
+        leaves is gone -- which of its functions were stopped, the files in ``home/`` and the runs'
+        folders -- and every run is still a fresh process forked by the trusted parent; only that
+        parent, torch imported (seconds of CPU per sandbox), is kept."""
+        self.stopped = {}
+        for entry in os.scandir(self.workdir):
+            if entry.name.startswith(JOB_PREFIX) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        empty_folder(self.home)
+        real = self.workdir.resolve()
+        for inside, name in SCRATCH_DIRS.items():
+            # the sandbox's /tmp and /dev/shm: emptied, not removed (mounted in the running sandbox),
+            # and the mount point bwrap made in one of them for the working folder itself is kept
+            keep = real.relative_to(inside).parts[:1] if real.is_relative_to(inside) else ()
+            if (self.workdir / name).is_dir():
+                empty_folder(self.workdir / name, keep=keep)
+        if self.watch is not None:
+            self.watch.reset()
 
     def _ensure_started(self) -> None:
         self.prestart()
