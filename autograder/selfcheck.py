@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime
 import os
 import platform
 import sys
@@ -350,6 +351,8 @@ def run(args: argparse.Namespace, course_root: Path = ROOT) -> int:
         diagnosis.write_signatures(Path(args.signatures), diagnosis.measured_signatures(
             args.assignment, rows, load_catalog(args.assignment)))
     if args.markdown:
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         Path(args.markdown).write_text(f"# selfcheck {args.assignment} --device {device}\n\n"
-                                       f"Node: {describe_node(device)}.\n\n{table(rows, markdown=True)}\n{summary}\n")
+                                       f"Run {when}. Node: {describe_node(device)}.\n\n"
+                                       f"{table(rows, markdown=True)}\n{summary}\n")
     return 1 if misses else 0
