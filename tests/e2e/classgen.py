@@ -88,13 +88,15 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     students["corrupt_json"] = ("corrupt", 0)
     students["foreign_notebook"] = ("foreign", 0)
     students["gigantic_output"] = (build(correct, {after_first: "for _ in range(200000):\n    print('x' * 1000)"}), total)
-    # the graded function hangs asleep (each call costs its whole call timeout: 60 s) and a cell of
-    # its own spins (the kernel's cell timeout); a spinning call is stopped the same way, proven in
-    # seconds by tests/test_autograder_sandbox.py (test_call_timeout_and_recovery)
+    # the graded function hangs (each call costs its whole call timeout: 60 s) and a cell of its own
+    # hangs the kernel (its cell timeout), both asleep, burning no core the other submissions need:
+    # a spinning call is stopped the same way, proven in seconds by tests/test_autograder_sandbox.py
+    # (test_call_timeout_and_recovery) and the protocol tests; a spinning cell is interrupted by the
+    # kernel's cell timeout like a sleeping one (SIGINT: KeyboardInterrupt between bytecodes)
     loop = correct[cell_of[first]].replace(f"def {first}(", f"def {first}(*_a, **_k):\n    import time\n"
                                             f"    while True:\n        time.sleep(1)\n\n"
                                             f"def _unused_{first}(", 1)
-    students["infinite_loop"] = (build({**correct, cell_of[first]: loop}, {after_first: "while True:\n    pass"}),
+    students["infinite_loop"] = (build({**correct, cell_of[first]: loop}, {after_first: "import time\nwhile True:\n    time.sleep(1)"}),
                                  total - lost(first))
     students["kernel_crash"] = (build(correct, {after_first: "import os\nos._exit(3)"}), total)
     # hostile: blank (or correct) code plus an attack

@@ -27,8 +27,8 @@ ASSIGNMENTS = assignments() + (["hw-fixture"] if os.environ.get("AUTOGRADER_E2E_
 # whose grade depends on its own suite (correct, one partial per function -- its cnn_logits runs
 # through two of them --, blank, an infinite loop in its first function, the forbidden call
 # reached dynamically). The infinite loop is graded once, in hw-conv's class, where it also proves
-# that the hung function's callers cost no timeout more: it spins a core for a cell timeout and a
-# call timeout (80 s of CPU), and its path through the harness does not depend on the assignment.
+# that the hung function's callers cost no timeout more: it holds a worker for a cell timeout and a
+# call timeout (80 s), and its path through the harness does not depend on the assignment.
 OWN_SUITE = {"correct", "blank", "infinite_loop", "hostile_dynamic_forbidden"}
 CLASS = {"hw-conv": lambda student: student in OWN_SUITE or student.startswith("partial_"),
          "hw-attention": lambda student: student != "infinite_loop"}
