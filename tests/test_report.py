@@ -46,6 +46,7 @@ def graded_class(request, shared, tmp_path_factory):
     """(course root, assignment, {student: catalog entry or None})."""
     from autograder.engine.grading import grade
     from autograder.engine.sandbox import default_sandbox
+    from autograder.engine.supervisor import launcher_for
     from autograder.notebook import submission_source
 
     assignment = request.param
@@ -69,16 +70,25 @@ def graded_class(request, shared, tmp_path_factory):
     chosen = [s.name for s in drafts.iterdir() if s.name.startswith(E2E_GRADED) or s.name in UNGRADABLE]
     for student in chosen:
         shutil.copytree(drafts / student, course / "submitted" / student / assignment)
-    sandbox = default_sandbox("cpu")
+    # the generator's students are this test's own code (no isolation from each other needed): the
+    # two threads' launchers, one production sandbox each, grade one after another as selfcheck does
+    launchers = [launcher_for(default_sandbox("cpu")) for _ in range(2)]
 
-    def grade_one(student):
-        code = submission_source(source_nb, course / "submitted" / student / assignment / suite.NOTEBOOK)
-        cells = grade(suite, code, device="cpu", sandbox=sandbox)
-        record = records.make_record(assignment=assignment, student=student, suite=suite, source=code, cells=cells,
-                                     device="cpu", seconds=1.0, submission_sha256=None)
-        records.write_record(records.record_path(course, assignment, student), record)
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        list(pool.map(grade_one, [s for s in chosen if s not in UNGRADABLE]))
+    def grade_all(launcher, students):
+        for student in students:
+            code = submission_source(source_nb, course / "submitted" / student / assignment / suite.NOTEBOOK)
+            launcher.next_submission()
+            cells = grade(suite, code, device="cpu", launcher=launcher)
+            record = records.make_record(assignment=assignment, student=student, suite=suite, source=code,
+                                         cells=cells, device="cpu", seconds=1.0, submission_sha256=None)
+            records.write_record(records.record_path(course, assignment, student), record)
+    gradable = [s for s in chosen if s not in UNGRADABLE]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(grade_all, launchers, [gradable[::2], gradable[1::2]]))
+    finally:
+        for launcher in launchers:
+            launcher.close()
     shutil.rmtree(drafts)
     # the e2e class's expected scores (whole functions lost, read from GRADE_CELLS) hold for the
     # hidden suite's finer checks too: no check of a blank function passes
