@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from autograder.checks import Call, forbidden_uses  # noqa: E402
 from autograder.engine.callgraph import CallGraph  # noqa: E402
 from autograder.engine.marker import cell_marker  # noqa: E402
-from autograder.engine.supervisor import _not_run, run_calls  # noqa: E402
+from autograder.engine.supervisor import LOAD_DEATHS, LocalLauncher, _not_run, run_calls  # noqa: E402
 
 HANGS = "def f(x):\n    while True:\n        pass\n\ndef g(x):\n    return x + 1\n"
 
@@ -27,6 +27,27 @@ def test_a_hung_function_times_out_once_and_its_other_calls_are_not_waited_for()
     assert "timed out" in outcomes[0].error and "earlier call of f timed out" in outcomes[2].error
     assert torch.equal(outcomes[1].output["tensor"], torch.full((2,), 2.0))
 
+
+
+def test_a_process_that_ends_while_loading_costs_two_runs_not_one_per_call(monkeypatch, tmp_path):
+    """A top-level os._exit (or a signal, a crash) ends every fresh process the same way: after
+    LOAD_DEATHS runs every call fails at once (before: one run per call, each running the top-level
+    code again). A process that ended once, not the second time, loses nothing."""
+    started = []
+    real_start = LocalLauncher.start
+    monkeypatch.setattr(LocalLauncher, "start", lambda self, job, out: started.append(job) or real_start(self, job, out))
+    dies = "import os\nos._exit(3)\n\ndef f(x):\n    return x + 1\n"
+    outcomes = run_calls(dies, [Call("f", [torch.ones(1)])] * 5)
+    assert len(started) == LOAD_DEATHS == 2, len(started)
+    assert [o.error for o in outcomes] == ["the process ended (exit status 3) while the submission's top-level "
+                                           "code ran, in 2 fresh processes"] * 5
+    seen = tmp_path / "seen"
+    once = (f"import os\nif not os.path.exists({str(seen)!r}):\n    open({str(seen)!r}, 'w').close()\n"
+            f"    os._exit(3)\n\ndef f(x):\n    return x + 1\n")
+    started.clear()
+    outcomes = run_calls(once, [Call("f", [torch.ones(1)])] * 3)
+    assert len(started) == 2 and all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert torch.equal(outcomes[2].output["tensor"], torch.full((1,), 2.0))
 
 # f hangs; g reaches it through a helper in another cell, h does not (it only mentions an "f" in a string).
 HANGS_WITH_CALLERS = (f"{cell_marker('f')}\ndef f(x):\n    while True:\n        pass\n\n"

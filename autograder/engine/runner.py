@@ -7,9 +7,9 @@ code can tamper with this process as it likes; all verdicts are computed outside
 by :mod:`autograder.engine.grading`, from the saved outputs.
 
 Usage: python -m autograder.engine.runner JOB_DIR [OUT_DIR]
-Reads JOB_DIR/job.pt, writes OUT_DIR/loaded once the submission's code has run and
-OUT_DIR/outcome-<i>.pt for each call i of the job (OUT_DIR defaults to JOB_DIR). Which calls
-a job holds (none after a hang of their function) is the grader's decision
+Reads JOB_DIR/job.pt, writes OUT_DIR/loaded (:data:`~autograder.engine.marker.LOADED`) once
+the submission's code has run and OUT_DIR/outcome-<i>.pt for each call i of the job (OUT_DIR
+defaults to JOB_DIR). Which calls a job holds (none after a hang of their function) is the grader's decision
 (:mod:`autograder.engine.supervisor`). In the sandbox, :mod:`autograder.engine.reaper` calls
 :func:`main` in a forked child instead.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from autograder.engine.marker import CELL_MARK
+from autograder.engine.marker import CELL_MARK, LOADED
 
 
 # What an outcome's error says when the call ran out of memory (RLIMIT_AS/RLIMIT_DATA on the host,
@@ -133,7 +133,7 @@ def main(job_dir: str, out_dir: str | None = None) -> None:
         except BaseException as err:  # SyntaxError, NameError, sys.exit(), ... in one cell, as in IPython
             cell_errors.append(_short_error(err))
     module.__dict__["__cell_errors__"] = cell_errors
-    (out_path / "loaded").touch()  # the grader now times each call on its own
+    (out_path / LOADED).touch()  # the grader now times each call on its own
     exhausted: set[str] = set()  # functions that ran out of memory in this run
     for i, call in enumerate(job["calls"]):
         if call["function"] in exhausted:

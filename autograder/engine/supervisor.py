@@ -25,13 +25,14 @@ from autograder import options
 from autograder.checks import Call, Outcome
 from autograder.engine import reaper  # the protocol's words
 from autograder.engine.callgraph import CallGraph
-from autograder.engine.marker import CELL_MARK
+from autograder.engine.marker import CELL_MARK, LOADED
 from autograder.engine.runner import exhausted_memory, not_run_after_memory
 from autograder.engine.sandbox import NOBODY, SCRATCH_DIRS, empty_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_OUTCOME_BYTES = 256 * 2**20
 JOB_PREFIX = "job-"  # a run's folder in a launcher's working folder
+LOAD_DEATHS = 2  # fresh processes that may end during the top-level code before every call fails
 
 
 class Sandbox(Protocol):
@@ -296,7 +297,9 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
     call: the submission's top-level code gets ``LOAD_TIMEOUT`` s, each call its own
     ``timeout`` from the moment the previous one finished. A call that overruns or
     kills the process gets an error, and the calls after it run in a fresh process;
-    if the code never finishes loading, every remaining call fails at once. After a call
+    if the code never finishes loading, every remaining call fails at once, and so it does when
+    the process ends by itself while the top-level code runs in :data:`LOAD_DEATHS` fresh
+    processes (each would run the same code again, once per call left). After a call
     has timed out, ran out of memory, or wrote more than the sandbox's scratch limit (the
     sandbox is then killed and what the code wrote removed), the later calls of its function
     -- and, after a timeout or a scratch overrun, of the functions that call it -- are not
@@ -318,6 +321,7 @@ def run_calls(source: str, calls: list[Call], sandbox: Sandbox | None = None,
 
 def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(calls)
+    load_deaths = 0  # runs that ended by themselves before the submission's top-level code finished
     while True:
         for i, call in enumerate(calls):
             if outcomes[i] is None and launcher.stopped:
@@ -340,6 +344,7 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
             if not outcomes[i].ok and exhausted_memory(outcomes[i].error):
                 launcher.stopped.setdefault(calls[i].function, OUT_OF_MEMORY)
             done = k + 1
+        loaded = (out / LOADED).exists()
         over_limit = launcher.take_limit_event()  # (removes what the code wrote)
         shutil.rmtree(job, ignore_errors=True)  # outcomes read: the job's files would count as scratch
         if done == len(pending):
@@ -348,6 +353,17 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
             for i in pending[done:]:
                 outcomes[i] = Outcome(ok=False, error=f"the submission's top-level code did not finish "
                                       f"within {LOAD_TIMEOUT:.0f} s (infinite loop?)")
+            continue
+        if not loaded and not overran and not over_limit:
+            # It ended while its top-level code ran (os._exit, a signal to itself, a crash): every fresh
+            # process would run the same code again, once per call left. Once more, in case it was
+            # not the code's doing; then every remaining call fails at once.
+            load_deaths += 1
+            if load_deaths < LOAD_DEATHS:
+                continue
+            for i in pending[done:]:
+                outcomes[i] = Outcome(ok=False, error=f"the process ended (exit status {status}) while the "
+                                      f"submission's top-level code ran, in {LOAD_DEATHS} fresh processes")
             continue
         stuck = pending[done]
         if over_limit:
@@ -409,7 +425,7 @@ def _wait(launcher, out: Path, calls: list[Call]) -> tuple[int, int | None, str 
         if ended is not None:
             return *ended, None
         now = time.monotonic()
-        if phase == "load" and (out / "loaded").exists():
+        if phase == "load" and (out / LOADED).exists():
             phase, deadline = "call", now + calls[0].timeout
             progress = 0
         if phase == "call":
