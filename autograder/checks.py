@@ -389,13 +389,14 @@ def forbidden_calls(source: str, forbidden: dict[str, set[str]]) -> dict[str, li
 
 # ----------------------------------------------------------------------------- anchoring
 def anchored(check: Check, anchor: Check) -> Check:
-    """``check`` credited only when ``anchor`` (a value check of the same function) passes too."""
+    """``check`` credited only when ``anchor`` (a value check of the same function) passes too; while
+    it fails, the hint names it and says why, so the student fixes the values first."""
     n = len(check.calls)
 
     def verify(outcomes: list[Outcome]) -> str | None:
         hint = anchor.verify(outcomes[n:])
         if hint:
-            return f"needs a correct result as well: {hint}"
+            return f"counts only with correct values, and the check {anchor.name!r} fails: {hint}"
         return check.verify(outcomes[:n])
     fresh = [Call(c.function, list(c.args), dict(c.kwargs), c.device, c.grad_of, c.grad_output, c.isolated, c.timeout)
              for c in anchor.calls]

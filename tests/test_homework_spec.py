@@ -162,7 +162,8 @@ def test_kind_not_name_decides_what_needs_a_correct_result():
     anchored = checks.anchor_property_checks([anchor, prop], cells)
     assert anchored[0] is anchor
     assert len(anchored[1].calls) == 2 and anchored[1].kind == "property"
-    assert anchored[1].verify([checks.Outcome(ok=True)] * 2).startswith("needs a correct result")
+    assert anchored[1].verify([checks.Outcome(ok=True)] * 2) == (
+        "counts only with correct values, and the check 'inputs unchanged' fails: wrong")
     with pytest.raises(ValueError, match="kind"):
         _check("cell", "x", "vibes")
 
