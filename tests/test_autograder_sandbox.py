@@ -89,27 +89,38 @@ def find(x):                # what the next submission finds; hang() here return
 
 def hang(x):
     return x + 1
+
+def shown(path):            # a file of a read-only mount below /tmp
+    return len(open(path).read())
 """
 
 
-def test_the_next_submission_in_a_kept_sandbox_starts_afresh():
+def test_the_next_submission_in_a_kept_sandbox_starts_afresh(tmp_path):
     """selfcheck's rows share a sandbox (SandboxLauncher.next_submission): the next submission
     finds no file the last one wrote (home, /tmp, /dev/shm), and a function that timed out in the
-    last one is run again in it (its stop is forgotten); the trusted parent is the same process."""
-    launcher = launcher_for(BwrapSandbox())
+    last one is run again in it (its stop is forgotten); the trusted parent is the same process.
+    What is mounted below the sandbox's /tmp stays mounted (a fresh clone under /tmp, as CI has
+    it: its code and venv; here a data folder of this test's)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "shown.txt").write_text("still mounted")
+    assert data.resolve().is_relative_to("/tmp"), data  # the case to prove: a mount point bwrap made in /tmp
+    launcher = launcher_for(BwrapSandbox(extra_ro=[data.resolve()]))
     try:
         first = run_calls(LEAVES, [Call("leave", [1], timeout=30), Call("hang", [1], timeout=3)], launcher=launcher)
         parent = launcher.proc.pid
         assert first[0].ok and not first[1].ok and "timed out" in first[1].error, first
         assert launcher.stopped, "the hung function is not recorded as stopped: the check below would prove nothing"
         launcher.next_submission()
-        second = run_calls(FINDS, [Call("find", [1], timeout=30), Call("hang", [torch.ones(1)], timeout=30)],
-                           launcher=launcher)
+        second = run_calls(FINDS, [Call("find", [1], timeout=30), Call("hang", [torch.ones(1)], timeout=30),
+                                   Call("shown", [str(data.resolve() / "shown.txt")], timeout=30)], launcher=launcher)
         assert launcher.proc.pid == parent
     finally:
         launcher.close()
     assert second[0].ok and [i["value"] for i in second[0].output["items"]] == [False, False, False], second[0]
     assert second[1].ok and torch.equal(second[1].output["tensor"], torch.full((1,), 2.0)), second[1]
+    assert second[2].ok and second[2].output == {"kind": "scalar", "value": len("still mounted")}, second[2]
+
 
 MEMORY_PROBES = """
 import os

@@ -170,6 +170,17 @@ class BwrapSandbox:
             paths += [Path(p) for p in ("/proc/driver/nvidia", "/sys") if Path(p).exists()]
         return [p for p in dict.fromkeys(paths) if p.exists()]
 
+    def scratch_mount_points(self, workdir: Path) -> dict[str, tuple[str, ...]]:
+        """``{folder name of SCRATCH_DIRS: its entries that hold mount points}``: the first part below
+        ``/tmp`` (``/dev/shm``) of every path mounted under it -- the working folder itself, and the
+        checkout or the venv when they lie under /tmp (a fresh clone in CI). bwrap made them in the
+        scratch folder, which is mounted first; they must stay while the sandbox runs
+        (:meth:`autograder.engine.supervisor.SandboxLauncher.next_submission` empties the rest)."""
+        mounts = self.readonly_paths() + [Path(workdir).resolve()]
+        return {name: tuple(sorted({p.relative_to(inside).parts[0] for p in mounts
+                                    if p.is_relative_to(inside) and p != Path(inside)}))
+                for inside, name in SCRATCH_DIRS.items()}
+
     def wrap(self, argv: list[str], workdir: Path) -> list[str]:
         """The command that runs ``argv`` confined, with ``workdir`` its only writable folder
         (``/tmp`` and ``/dev/shm`` are folders inside it: :data:`SCRATCH_DIRS`)."""

@@ -40,6 +40,10 @@ class Sandbox(Protocol):
         """The command that runs :mod:`autograder.engine.reaper` confined (see
         :meth:`autograder.engine.sandbox.BwrapSandbox.wrap_reaper`)."""
 
+    def scratch_mount_points(self, workdir: Path) -> dict[str, tuple[str, ...]]:
+        """The entries of its scratch folders that hold mount points (see
+        :meth:`autograder.engine.sandbox.BwrapSandbox.scratch_mount_points`)."""
+
 
 
 def _load_outcome(path: Path) -> Outcome:
@@ -180,13 +184,12 @@ class SandboxLauncher:
             if entry.name.startswith(JOB_PREFIX) and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
         empty_folder(self.home)
-        real = self.workdir.resolve()
-        for inside, name in SCRATCH_DIRS.items():
-            # the sandbox's /tmp and /dev/shm: emptied, not removed (mounted in the running sandbox),
-            # and the mount point bwrap made in one of them for the working folder itself is kept
-            keep = real.relative_to(inside).parts[:1] if real.is_relative_to(inside) else ()
+        # the sandbox's /tmp and /dev/shm: emptied, not removed (mounted in the running sandbox), and
+        # the mount points bwrap made in them (the working folder's, the checkout's under /tmp) kept
+        kept = self.sandbox.scratch_mount_points(self.workdir)
+        for name in SCRATCH_DIRS.values():
             if (self.workdir / name).is_dir():
-                empty_folder(self.workdir / name, keep=keep)
+                empty_folder(self.workdir / name, keep=kept[name])
         if self.watch is not None:
             self.watch.reset()
 
