@@ -247,15 +247,14 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
 
     # One sandbox per worker thread for all its rows: they are the staff's code, so they need no
     # isolation from each other, and torch is imported once per sandbox, not once per row (seconds
-    # of CPU each). Each row starts afresh in it (next_submission); every run is a fresh process.
+    # of CPU each). Each row starts afresh in it (grade() calls next_submission); every run is a
+    # fresh process.
     mine, opened = threading.local(), []
 
     def launcher():
         if getattr(mine, "launcher", None) is None:
             mine.launcher = launcher_for(sandbox, env)
             opened.append(mine.launcher)
-        else:
-            mine.launcher.next_submission()
         return mine.launcher
 
     def run(job) -> Row:

@@ -28,7 +28,6 @@ def test_a_hung_function_times_out_once_and_its_other_calls_are_not_waited_for()
     assert torch.equal(outcomes[1].output["tensor"], torch.full((2,), 2.0))
 
 
-
 def test_a_process_that_ends_while_loading_costs_two_runs_not_one_per_call(monkeypatch, tmp_path):
     """A top-level os._exit (or a signal, a crash) ends every fresh process the same way: after
     LOAD_DEATHS runs every call fails at once (before: one run per call, each running the top-level
@@ -48,6 +47,7 @@ def test_a_process_that_ends_while_loading_costs_two_runs_not_one_per_call(monke
     outcomes = run_calls(once, [Call("f", [torch.ones(1)])] * 3)
     assert len(started) == 2 and all(o.ok for o in outcomes), [o.error for o in outcomes]
     assert torch.equal(outcomes[2].output["tensor"], torch.full((1,), 2.0))
+
 
 # f hangs; g reaches it through a helper in another cell, h does not (it only mentions an "f" in a string).
 HANGS_WITH_CALLERS = (f"{cell_marker('f')}\ndef f(x):\n    while True:\n        pass\n\n"

@@ -68,7 +68,6 @@ def test_infinite_loop_at_top_level_fails_every_call_once(monkeypatch):
     assert 8.0 <= elapsed < 8.0 + 5
 
 
-
 LEAVES = """
 import os
 

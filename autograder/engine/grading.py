@@ -17,10 +17,11 @@ def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None
     each run is a fresh process.
 
     ``launcher``: run in this open launcher (``launcher_for(sandbox, env)``, which the caller
-    closes) instead of a new sandbox: for trusted code only, each submission after
-    :meth:`~autograder.engine.supervisor.SandboxLauncher.next_submission` (``selfcheck``).
+    closes) instead of a new sandbox, for trusted code only (``selfcheck``): the submission starts
+    afresh in it (:meth:`~autograder.engine.supervisor.SandboxLauncher.next_submission`).
     """
     if launcher is not None:
+        launcher.next_submission()
         return _grade(suite, source, device, launcher)
     launcher = launcher_for(sandbox, env)
     try:

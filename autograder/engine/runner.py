@@ -9,8 +9,8 @@ by :mod:`autograder.engine.grading`, from the saved outputs.
 Usage: python -m autograder.engine.runner JOB_DIR [OUT_DIR]
 Reads JOB_DIR/job.pt, writes OUT_DIR/loaded (:data:`~autograder.engine.marker.LOADED`) once
 the submission's code has run and OUT_DIR/outcome-<i>.pt for each call i of the job (OUT_DIR
-defaults to JOB_DIR). Which calls a job holds (none after a hang of their function) is the grader's decision
-(:mod:`autograder.engine.supervisor`). In the sandbox, :mod:`autograder.engine.reaper` calls
+defaults to JOB_DIR). Which calls a job holds (none after a hang of their function) is the
+grader's decision (:mod:`autograder.engine.supervisor`). In the sandbox, :mod:`autograder.engine.reaper` calls
 :func:`main` in a forked child instead.
 
 The submission's source is its cells joined, each headed by :func:`autograder.engine.marker.cell_marker` (written by

@@ -45,7 +45,6 @@ class Sandbox(Protocol):
         :meth:`autograder.engine.sandbox.BwrapSandbox.scratch_mount_points`)."""
 
 
-
 def _load_outcome(path: Path) -> Outcome:
     try:  # never through a link the graded code may have planted
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -180,9 +179,7 @@ class SandboxLauncher:
         folders -- and every run is still a fresh process forked by the trusted parent; only that
         parent, torch imported (seconds of CPU per sandbox), is kept."""
         self.stopped = {}
-        for entry in os.scandir(self.workdir):
-            if entry.name.startswith(JOB_PREFIX) and entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
+        empty_folder(self.workdir, keep=(self.home.name, *SCRATCH_DIRS.values()))  # the runs' folders
         empty_folder(self.home)
         # the sandbox's /tmp and /dev/shm: emptied, not removed (mounted in the running sandbox), and
         # the mount points bwrap made in them (the working folder's, the checkout's under /tmp) kept
