@@ -34,7 +34,8 @@ def test_a_process_that_ends_while_loading_costs_two_runs_not_one_per_call(monke
     code again). A process that ended once, not the second time, loses nothing."""
     started = []
     real_start = LocalLauncher.start
-    monkeypatch.setattr(LocalLauncher, "start", lambda self, job, out: started.append(job) or real_start(self, job, out))
+    monkeypatch.setattr(LocalLauncher, "start",
+                        lambda self, job, out, devices: started.append(job) or real_start(self, job, out, devices))
     dies = "import os\nos._exit(3)\n\ndef f(x):\n    return x + 1\n"
     outcomes = run_calls(dies, [Call("f", [torch.ones(1)])] * 5)
     assert len(started) == LOAD_DEATHS == 2, len(started)

@@ -121,6 +121,32 @@ def test_the_next_submission_in_a_kept_sandbox_starts_afresh(tmp_path):
     assert second[2].ok and second[2].output == {"kind": "scalar", "value": len("still mounted")}, second[2]
 
 
+PRELOADED = """
+import sys
+LOADED_WITH_ME = "torch._dynamo" in sys.modules  # at the run's start: inherited from the trusted parent
+
+def preloaded(x):
+    return LOADED_WITH_ME
+"""
+
+
+def test_the_trusted_parent_imports_a_devices_modules_only_for_runs_on_it():
+    """The meta device's first use imports torch._dynamo and sympy (a second of CPU): the trusted
+    parent imports them once, before the first run with a call on "meta", so every later run
+    inherits them -- and a suite without such calls (the fixture's) never pays for them."""
+    launcher = launcher_for(BwrapSandbox())
+    try:
+        cpu_only = run_calls(PRELOADED, [Call("preloaded", [1], timeout=30)], launcher=launcher)
+        launcher.next_submission()
+        with_meta = run_calls(PRELOADED, [Call("preloaded", [1], timeout=30),
+                                          Call("preloaded", [torch.ones(1)], device="meta", timeout=30)],
+                              launcher=launcher)
+    finally:
+        launcher.close()
+    assert cpu_only[0].ok and cpu_only[0].output == {"kind": "scalar", "value": False}, cpu_only[0]
+    assert with_meta[0].ok and with_meta[0].output == {"kind": "scalar", "value": True}, with_meta[0]
+
+
 MEMORY_PROBES = """
 import os
 import time

@@ -81,7 +81,8 @@ class LocalLauncher:
         (job / "out").mkdir()
         return job, job / "out"
 
-    def start(self, job: Path, out: Path) -> None:
+    def start(self, job: Path, out: Path, devices: list[str]) -> None:
+        """Run ``job`` (its calls use ``devices``), writing outcomes to ``out``."""
         run_env = options.child_env(self.env or {}, PYTHONPATH=_python_path())
         self.proc = subprocess.Popen([sys.executable, "-m", "autograder.engine.runner", str(job), str(out)],
                                      cwd=out, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -200,9 +201,9 @@ class SandboxLauncher:
                                "autograder/engine/reaper.py, failed)")
         self.ready = True
 
-    def start(self, job: Path, out: Path) -> None:
+    def start(self, job: Path, out: Path, devices: list[str]) -> None:
         self._ensure_started()
-        os.write(self.control, f"{reaper.RUN} {job} {out}\n".encode())
+        os.write(self.control, f"{reaper.RUN} {job} {out} {reaper.DEVICE_SEPARATOR.join(devices)}\n".encode())
 
     def _over_limit(self, message: str) -> None:
         """The watch's alarm (its own thread): kill the whole sandbox now; the run then ends
@@ -332,7 +333,7 @@ def _run_calls(source: str, calls: list[Call], launcher) -> list[Outcome]:
         todo = [calls[i] for i in pending]
         job, out = launcher.new_job()  # a job holds only the calls still to run
         torch.save({"source": source, "calls": [c.payload() for c in todo]}, job / "job.pt")
-        launcher.start(job, out)
+        launcher.start(job, out, sorted({call.device for call in todo}))
         status, peak_rss, overran = _wait(launcher, out, todo)
         done = 0
         for k, i in enumerate(pending):
