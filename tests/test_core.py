@@ -33,6 +33,27 @@ def test_get_device_env_override(monkeypatch):
             lec4.get_device()
 
 
+@pytest.mark.parametrize("weight_decay", [None, 0.01])
+def test_adam_takes_the_steps_of_torch_adam(weight_decay):
+    """lec4's fused optimizer against PyTorch's reference (for-loop) Adam / AdamW: the same steps."""
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3), torch.randn(3)]
+    ours = [p.clone().requires_grad_() for p in start]
+    theirs = [p.clone().requires_grad_() for p in start]
+    opt = utils.adam(ours, 1e-2, weight_decay=weight_decay)
+    assert opt.defaults["fused"] is True
+    reference = (torch.optim.Adam(theirs, lr=1e-2, foreach=False) if weight_decay is None
+                 else torch.optim.AdamW(theirs, lr=1e-2, weight_decay=weight_decay, foreach=False))
+    assert type(opt) is type(reference)
+    for step in range(20):
+        for params, optimizer in ((ours, opt), (theirs, reference)):
+            optimizer.zero_grad()
+            ((params[0] @ params[1]).sin().sum() + params[1].square().sum()).backward()
+            optimizer.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_seed_everything_reproduces_all_generators():
     def draw():
         import random

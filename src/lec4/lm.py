@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from lec4.utils import check_shape
+from lec4.utils import adam, check_shape
 
 
 class CharTokenizer:
@@ -228,7 +228,7 @@ def train_lm(model: TransformerLM, train_ids: torch.Tensor, steps: int, *, batch
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    optimizer = adam(model.parameters(), lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / steps)))
     history: dict[str, list[float]] = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
 

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lec4.data import Split
-from lec4.utils import seed_everything
+from lec4.utils import adam, seed_everything
 
 RECIPES = ("supervised", "supervised-layerwise", "autoencoder-layerwise")
 RECIPE_TITLES = {
@@ -124,7 +124,7 @@ def optimize(parameters: Sequence[nn.Parameter], batch_loss: Callable[[torch.Ten
     parameters = list(parameters)
     if not parameters:
         raise ValueError("optimize() got no parameters to train")
-    optimizer = torch.optim.Adam(parameters, lr=lr)
+    optimizer = adam(parameters, lr)
     generator = torch.Generator().manual_seed(seed)
     losses = []
     batches = minibatch_indices(n, batch_size, steps, generator)
