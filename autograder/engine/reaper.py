@@ -59,7 +59,8 @@ DEVICE_SEPARATOR = ","
 # What a device's first use imports, in every run that uses it (seconds of CPU): imported here
 # once, before the first run on that device, and inherited by every later run. Only when a run
 # needs it: a suite without calls on "meta" (the hidden suites' "another device" checks: its ops
-# import torch._dynamo and sympy) does not pay for it.
+# import torch._dynamo and sympy) does not pay for it. The first such run's load deadline
+# (supervisor.LOAD_TIMEOUT) includes the import, about a second of it.
 PRELOAD = {"meta": ("torch._decomp", "torch._dynamo", "torch._refs")}
 
 PR_SET_DUMPABLE = 4
