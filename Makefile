@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml | check-python
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements.txt -c requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	@# byte-compiled here on every core (pip compiles one file at a time; 76 -> 63 s, fresh clone, idle);
+	@# byte-compiled here on every core (pip compiles one file at a time);
 	@# py312_intrinsics.py is Python 3.12 syntax that torch never imports on 3.11 (pip skips it silently)
 	$(PY) -m compileall -q -j 0 -x 'torch/testing/_internal/py312_intrinsics\.py' $(VENV)/lib
 	@touch $@
