@@ -299,6 +299,61 @@ def test_every_writable_place_in_the_sandbox_is_on_disk_in_its_working_folder(tm
     assert tmpfs and all(fields[5].split(",")[0] == "ro" for fields in tmpfs), inside  # mount options
 
 
+RESERVE = """
+import ctypes, errno, os
+import torch
+
+
+def reserve(folder, total=4 * 2**30, chunk=256 * 2**20):
+    # reserve `total` bytes of disk in `folder` with fallocate(2), in files of `chunk`; returns
+    # [bytes reserved, errno of the first refusal, bytes of a 1 MiB posix_fallocate,
+    #  errno of io_uring_setup(2) when ENOSYS]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    libc.syscall.restype = ctypes.c_long
+    os.makedirs(folder, exist_ok=True)
+    got, refused = 0, 0
+    for i in range(total // chunk):
+        path = os.path.join(folder, f'r{i}')
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        failed = libc.fallocate(fd, 0, 0, chunk) != 0
+        refused = refused or (ctypes.get_errno() if failed else 0)
+        got += os.fstat(fd).st_blocks * 512
+        os.close(fd)
+        os.remove(path)
+    fd = os.open(os.path.join(folder, 'small'), os.O_CREAT | os.O_WRONLY, 0o600)
+    os.posix_fallocate(fd, 0, 2**20)  # glibc writes the blocks itself when fallocate is refused
+    small = os.fstat(fd).st_blocks * 512
+    os.close(fd)
+    ring = errno.ENOSYS if libc.syscall(425, 8, None) == -1 and ctypes.get_errno() == errno.ENOSYS else 0
+    return torch.tensor([got, refused, small, ring], dtype=torch.float64)
+"""
+
+
+def test_no_submission_can_reserve_disk_faster_than_it_writes(tmp_path):
+    """fallocate(2) reserves GiB in milliseconds, far more than the scratch watch's every-0.2-s
+    measurement could stop before the node's disk is full: in the sandbox it is refused
+    (EOPNOTSUPP, so posix_fallocate falls back to writing, at the disk's speed), and so is
+    io_uring, which could fallocate without the system call. Checked on a graded call (the
+    hidden suite's path), after the same code, unconfined, reserved its 4 GiB on this disk."""
+    import errno
+
+    from autograder.checks import Call
+    from autograder.engine.sandbox import BwrapSandbox
+    from autograder.engine.supervisor import run_calls
+
+    namespace: dict = {}
+    exec(RESERVE, namespace)
+    got, refused, _, _ = namespace["reserve"](str(tmp_path / "unconfined")).tolist()
+    assert got >= 4 * 2**30 and refused == 0, "the test needs a file system where fallocate reserves blocks"
+    (outcome,) = run_calls(RESERVE, [Call("reserve", ["/tmp/grab"], timeout=60)], sandbox=BwrapSandbox())
+    assert outcome.ok, outcome.error
+    got, refused, small, ring = outcome.output["tensor"].tolist()
+    assert (got, refused) == (0, errno.EOPNOTSUPP), outcome.output
+    assert small == 2**20  # programs that reserve with posix_fallocate still work
+    assert ring == errno.ENOSYS
+
+
 def test_copy_regular_files_refuses_every_kind_of_special_entry(tmp_path):
     from autograder.exchange import copy_regular_files
 

@@ -36,8 +36,10 @@ gradebook. What bounds it, and why this way:
   grader, every :data:`SCRATCH_POLL_S` s: allocated blocks of every entry, links not
   followed, at most :data:`SCRATCH_FILES` entries). Over the limit, the sandbox is killed and
   the run fails with "wrote N MiB of files ...; the limit is ..."; RLIMIT_FSIZE caps each file at
-  the same size, so no single write outruns it. Why not a quota, a loop-mounted image or a
-  size-limited tmpfs: they need root (a TA may grade as an ordinary user), and a per-submission
+  the same size, so no single write outruns it. No run can reserve space faster than it writes
+  it: a seccomp filter (:mod:`autograder.engine.syscall_filter`, the first program of every
+  sandbox) refuses ``fallocate(2)``, which reserves GiB in milliseconds, and io_uring.
+  Why not a quota, a loop-mounted image or a size-limited tmpfs: they need root (a TA may grade as an ordinary user), and a per-submission
   memory cgroup (which would charge tmpfs pages to the writer) needs a delegated cgroup, which
   this machine (cgroup v1) and many clusters do not give a user.
 - **Host memory**: RLIMIT_AS (:data:`HOST_MEMORY_BYTES`) on the CPU. CUDA reserves huge virtual
@@ -68,6 +70,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "autograder" / "engine"
 NOBODY = 65534
 REAPER = ENGINE / "reaper.py"
+SYSCALL_FILTER = ENGINE / "syscall_filter.py"  # run first in every sandbox: no fallocate
 GiB = 2**30
 MiB = 2**20
 SCRATCH_BYTES = 512 * MiB  # the one default: all a submission's sandbox may write (folder, /tmp, /dev/shm)
@@ -164,7 +167,7 @@ class BwrapSandbox:
     def readonly_paths(self) -> list[Path]:
         """Host paths visible (read-only) inside, at the same place."""
         paths = [Path("/usr"), Path("/etc"), Path(sys.base_prefix), Path(sys.prefix), ROOT / "src",
-                 ROOT / "autograder" / "__init__.py", ENGINE / "__init__.py", ENGINE / "runner.py", ENGINE / "marker.py", REAPER,
+                 ROOT / "autograder" / "__init__.py", ENGINE / "__init__.py", ENGINE / "runner.py", ENGINE / "marker.py", REAPER, SYSCALL_FILTER,
                  *self.extra_ro]
         if self.gpu:
             paths += [Path(p) for p in ("/proc/driver/nvidia", "/sys") if Path(p).exists()]
@@ -213,7 +216,8 @@ class BwrapSandbox:
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
     def _confined(self, workdir: Path, home: Path) -> list[str]:
-        """bwrap + prlimit, up to the program to run: ``workdir`` writable, ``home`` its HOME and cwd."""
+        """bwrap + prlimit + the system-call filter, up to the program to run: ``workdir`` writable,
+        ``home`` its HOME and cwd."""
         cmd = [self.bwrap, "--die-with-parent", "--new-session",
                "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                "--proc", "/proc", "--dev", "/dev"]
@@ -262,7 +266,9 @@ class BwrapSandbox:
             "--setenv", "USER", "nobody" if self.as_root else options.user("student"),
             # ipykernel would poll the host PID, which does not exist in this PID namespace
             "--unsetenv", "JPY_PARENT_PID",
-            "--", self.prlimit, *self.limits.prlimit_args(), "--"]
+            "--", self.prlimit, *self.limits.prlimit_args(), "--",
+            # a seccomp filter without fallocate (see autograder/engine/syscall_filter.py)
+            sys.executable, "-S", "-I", str(SYSCALL_FILTER)]
 
 
 def default_sandbox(device: str = "cpu", assignment: str | None = None, **limit_overrides) -> BwrapSandbox:
