@@ -317,7 +317,7 @@ def grade_on_time(course_root: Path, assignment: str, student: str, notebook: st
 
     source_nb = Path(course_root) / "solutions" / assignment / f"{notebook}.ipynb"
     code = submission_source(source_nb, nb_path)
-    cells = grade(load_suite(assignment), code, device=device, sandbox=default_sandbox(device))
+    cells = grade(load_suite(assignment), code, device=device, sandbox=default_sandbox(device, assignment))
     return {"submitted": calendar.iso(when), "score": round(sum(float(c.points) for c in cells.values()), 2),
             "cells": {gid: float(c.points) for gid, c in cells.items()}, "source_sha256": records.sha256_text(code)}
 

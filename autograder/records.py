@@ -333,7 +333,7 @@ def regrade(record: dict, device: str | None = None, sandbox="default") -> dict:
     suite = load_suite(record["assignment"])
     device = device or record["reproduce"]["device"] or "cpu"
     if sandbox == "default":
-        sandbox = default_sandbox(device)
+        sandbox = default_sandbox(device, record["assignment"])  # its own limits, as when it was graded
     started = time.monotonic()
     cells = grade(suite, record["source"], device=device, sandbox=sandbox)
     return make_record(assignment=record["assignment"], student=record["student"], suite=suite,

@@ -220,7 +220,7 @@ def run_selfcheck(assignment: str, device: str, workers: int = 1, only: list[str
         if not path.exists():
             raise SelfcheckError(f"{what} {path} not found")
     try:
-        sandbox = default_sandbox(device)
+        sandbox = default_sandbox(device, assignment)
     except SandboxUnavailable as err:
         raise SelfcheckError(str(err)) from None
 

@@ -293,3 +293,23 @@ def test_replay_main_needs_a_gpu_for_cuda(graded, tmp_path, capsys):
     records.write_record(records.record_path(tmp_path, ASSIGNMENT, STUDENT), record)
     assert records.replay_main(tmp_path, ASSIGNMENT, STUDENT, None) == 2
     assert "--device cpu" in capsys.readouterr().err
+
+
+def test_replay_grades_in_the_assignments_own_limits(graded, monkeypatch):
+    """An assignment's public spec may set its own scratch and memory limits: a replay grades in
+    them too (as the hidden suite did), or a submission stopped by them would replay differently."""
+    import lec4.homework.hw_attention as spec
+
+    monkeypatch.setattr(spec, "SCRATCH_BYTES", 32 * 2**20, raising=False)
+    monkeypatch.setattr(spec, "HOST_MEMORY_BYTES", 3 * 2**30, raising=False)
+    used = []
+
+    def graded_in(suite, source, device, sandbox):
+        used.append(sandbox.limits)
+        raise KeyboardInterrupt  # the sandbox given is all this test needs (not an Exception: never swallowed)
+
+    monkeypatch.setattr(grading, "grade", graded_in)
+    with pytest.raises(KeyboardInterrupt):
+        records.replay(copy.deepcopy(graded[3]))
+    (limits,) = used
+    assert (limits.scratch_bytes, limits.memory_bytes, limits.data_bytes) == (32 * 2**20, 3 * 2**30, 3 * 2**30)
