@@ -406,3 +406,14 @@ def test_an_assignment_sets_its_own_limits_in_its_public_spec(monkeypatch):
     assert f"--fsize={32 * MiB}" in cpu.limits.prlimit_args() and f"--data={2 * 2**30}" in gpu.limits.prlimit_args()
     other = default_sandbox("cpu", "hw-attention").limits  # its spec sets neither
     assert (other.scratch_bytes, other.data_bytes) == (SCRATCH_BYTES, HOST_MEMORY_BYTES)
+
+
+def test_the_system_call_filter_names_an_architecture_it_does_not_know():
+    """A grading node of another architecture gets a clear error, never an unfiltered sandbox."""
+    from autograder.engine import syscall_filter
+
+    assert len(syscall_filter.program("aarch64")) % 8 == 0  # whole struct sock_filter instructions
+    with pytest.raises(RuntimeError, match=r"knows x86_64, aarch64, not 'riscv64'.*ARCHES"):
+        syscall_filter.program("riscv64")
+    r = subprocess.run([sys.executable, "-S", "-I", syscall_filter.__file__], capture_output=True, text=True)
+    assert r.returncode != 0 and "usage:" in r.stderr, r

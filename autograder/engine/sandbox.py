@@ -38,10 +38,11 @@ gradebook. What bounds it, and why this way:
   the run fails with "wrote N MiB of files ...; the limit is ..."; RLIMIT_FSIZE caps each file at
   the same size, so no single write outruns it. No run can reserve space faster than it writes
   it: a seccomp filter (:mod:`autograder.engine.syscall_filter`, the first program of every
-  sandbox) refuses ``fallocate(2)``, which reserves GiB in milliseconds, and io_uring.
-  Why not a quota, a loop-mounted image or a size-limited tmpfs: they need root (a TA may grade as an ordinary user), and a per-submission
-  memory cgroup (which would charge tmpfs pages to the writer) needs a delegated cgroup, which
-  this machine (cgroup v1) and many clusters do not give a user.
+  sandbox) refuses ``fallocate(2)``, which reserves GiB in milliseconds, and io_uring. Why
+  not a quota, a loop-mounted image or a size-limited tmpfs: they need root (a TA may grade as
+  an ordinary user), and a per-submission memory cgroup (which would charge tmpfs pages to the
+  writer) needs a delegated cgroup, which this machine (cgroup v1) and many clusters do not give
+  a user.
 - **Host memory**: RLIMIT_AS (:data:`HOST_MEMORY_BYTES`) on the CPU. CUDA reserves huge virtual
   ranges, so GPU sandboxes have no RLIMIT_AS; they get RLIMIT_DATA (same value), which counts
   the writable private memory a process maps (malloc, torch's CPU tensors) but not CUDA's

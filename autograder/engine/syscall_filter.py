@@ -85,8 +85,10 @@ def install() -> None:
     prog = program()
     libc = ctypes.CDLL(None, use_errno=True)
     PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4  # prctl(2) takes unsigned longs
     fprog = _SockFprog(len(prog) // 8, prog)
-    for args in ((PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0)):
+    for args in ((PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+                 (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)):
         if libc.prctl(*args) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"prctl{args[:2]} failed: {os.strerror(err)}")
