@@ -354,6 +354,52 @@ def test_no_submission_can_reserve_disk_faster_than_it_writes(tmp_path):
     assert ring == errno.ENOSYS
 
 
+RESERVE_I386 = """
+import ctypes, mmap, os, struct
+import torch
+
+
+def reserve_i386(folder, size=64 * 2**20):
+    # fallocate through the 32-bit system-call gate (int 0x80: another ABI, another number, 324),
+    # the way around a filter that only knows x86_64's numbers; returns [result, bytes reserved]
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, 'r32')
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    code = (b'\\x53\\x55'                                       # push rbx; push rbp
+            + b'\\xb8' + struct.pack('<I', 324)                 # mov eax, 324 (i386 fallocate)
+            + b'\\xbb' + struct.pack('<I', fd)                  # mov ebx, fd
+            + b'\\x31\\xc9\\x31\\xd2\\x31\\xf6'                 # mode = 0, offset = 0 (low, high)
+            + b'\\xbf' + struct.pack('<I', size) + b'\\x31\\xed'  # length (low, high)
+            + b'\\xcd\\x80\\x5d\\x5b\\xc3')                     # int 0x80; pop rbp; pop rbx; ret
+    page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    result = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(page)))()
+    got = os.fstat(fd).st_blocks * 512
+    os.close(fd)
+    os.remove(path)
+    return torch.tensor([result, got], dtype=torch.float64)
+"""
+
+
+def test_the_32_bit_system_call_gate_cannot_reserve_disk_either(tmp_path):
+    """x86_64 Linux also runs i386 system calls (int 0x80), where fallocate has another number:
+    the filter refuses it there too (unconfined, the same code reserves its 64 MiB on this machine)."""
+    import errno
+    import platform
+
+    from autograder.checks import Call
+    from autograder.engine.sandbox import BwrapSandbox
+    from autograder.engine.supervisor import run_calls
+
+    assert platform.machine() == "x86_64", "this test's machine code is x86_64"
+    namespace: dict = {}
+    exec(RESERVE_I386, namespace)
+    assert namespace["reserve_i386"](str(tmp_path)).tolist() == [0, 64 * 2**20], "needs i386 emulation"
+    (outcome,) = run_calls(RESERVE_I386, [Call("reserve_i386", ["/tmp/grab"], timeout=60)], sandbox=BwrapSandbox())
+    assert outcome.ok, outcome.error
+    assert outcome.output["tensor"].tolist() == [-errno.EOPNOTSUPP, 0]
+
+
 def test_copy_regular_files_refuses_every_kind_of_special_entry(tmp_path):
     from autograder.exchange import copy_regular_files
 
