@@ -16,7 +16,8 @@ sandbox, ``feedback`` -- once (module fixture); every test reads what that left:
 - ``bomb``: its ``scaled_add`` asks for 64 GiB (the CPU sandbox's memory limit refuses it).
 
 Engine-level tests (no nbgrader) check the GPU configuration's host-memory cap on this CPU
-machine, the sandbox's writable places, and copy_regular_files on each kind of entry.
+machine, the sandbox's writable places, its system-call filter (no disk reserved by fallocate,
+on either system-call gate), and copy_regular_files on each kind of entry.
 """
 from __future__ import annotations
 
