@@ -300,6 +300,21 @@ def test_every_writable_place_in_the_sandbox_is_on_disk_in_its_working_folder(tm
     assert tmpfs and all(fields[5].split(",")[0] == "ro" for fields in tmpfs), inside  # mount options
 
 
+def unconfined_then_graded(source: str, function: str, folder: Path) -> tuple[list, object]:
+    """``function(folder)`` of ``source`` run here, unconfined (what the machine allows), then
+    ``function("/tmp/grab")`` as a graded call in the production sandbox (the hidden suite's path):
+    (the unconfined result as a list, the graded call's Outcome)."""
+    from autograder.checks import Call
+    from autograder.engine.sandbox import BwrapSandbox
+    from autograder.engine.supervisor import run_calls
+
+    namespace: dict = {}
+    exec(source, namespace)
+    unconfined = namespace[function](str(folder)).tolist()
+    (outcome,) = run_calls(source, [Call(function, ["/tmp/grab"], timeout=60)], sandbox=BwrapSandbox())
+    return unconfined, outcome
+
+
 RESERVE = """
 import ctypes, errno, os
 import torch
@@ -339,15 +354,8 @@ def test_no_submission_can_reserve_disk_faster_than_it_writes(tmp_path):
     hidden suite's path), after the same code, unconfined, reserved its 4 GiB on this disk."""
     import errno
 
-    from autograder.checks import Call
-    from autograder.engine.sandbox import BwrapSandbox
-    from autograder.engine.supervisor import run_calls
-
-    namespace: dict = {}
-    exec(RESERVE, namespace)
-    got, refused, _, _ = namespace["reserve"](str(tmp_path / "unconfined")).tolist()
+    (got, refused, _, _), outcome = unconfined_then_graded(RESERVE, "reserve", tmp_path)
     assert got >= 4 * 2**30 and refused == 0, "the test needs a file system where fallocate reserves blocks"
-    (outcome,) = run_calls(RESERVE, [Call("reserve", ["/tmp/grab"], timeout=60)], sandbox=BwrapSandbox())
     assert outcome.ok, outcome.error
     got, refused, small, ring = outcome.output["tensor"].tolist()
     assert (got, refused) == (0, errno.EOPNOTSUPP), outcome.output
@@ -388,15 +396,9 @@ def test_the_32_bit_system_call_gate_cannot_reserve_disk_either(tmp_path):
     import errno
     import platform
 
-    from autograder.checks import Call
-    from autograder.engine.sandbox import BwrapSandbox
-    from autograder.engine.supervisor import run_calls
-
     assert platform.machine() == "x86_64", "this test's machine code is x86_64"
-    namespace: dict = {}
-    exec(RESERVE_I386, namespace)
-    assert namespace["reserve_i386"](str(tmp_path)).tolist() == [0, 64 * 2**20], "needs i386 emulation"
-    (outcome,) = run_calls(RESERVE_I386, [Call("reserve_i386", ["/tmp/grab"], timeout=60)], sandbox=BwrapSandbox())
+    (result, got), outcome = unconfined_then_graded(RESERVE_I386, "reserve_i386", tmp_path)
+    assert result == 0 and got >= 64 * 2**20, "the test needs i386 emulation and a file system with fallocate"
     assert outcome.ok, outcome.error
     assert outcome.output["tensor"].tolist() == [-errno.EOPNOTSUPP, 0]
 
