@@ -12,7 +12,8 @@ check-python:
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml | check-python
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements.txt -c requirements-lock.txt
+	@# the pinned wheels from pip's sources, unpacked several at a time by uv (tools/install.py)
+	$(PY) tools/install.py -r requirements.txt -c requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@# byte-compiled here on every core (pip compiles one file at a time);
 	@# py312_intrinsics.py is Python 3.12 syntax that torch never imports on 3.11 (pip skips it silently)
