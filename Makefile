@@ -15,9 +15,10 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml | check-python
 	@# the pinned wheels from pip's sources, unpacked several at a time by uv (tools/install.py)
 	$(PY) tools/install.py -r requirements.txt -c requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	@# byte-compiled here on every core (pip compiles one file at a time);
-	@# py312_intrinsics.py is Python 3.12 syntax that torch never imports on 3.11 (pip skips it silently)
-	$(PY) -m compileall -q -j 0 -x 'torch/testing/_internal/py312_intrinsics\.py' $(VENV)/lib
+	@# byte-compiled here on every core (sandboxes and students read the venv, they cannot write
+	@# .pyc files); not the packages' own test suites (/tests/: a sixth of the sources, never
+	@# imported here); py312_intrinsics.py is Python 3.12 syntax that torch never imports on 3.11
+	$(PY) -m compileall -q -j 0 -x '/tests/|torch/testing/_internal/py312_intrinsics\.py' $(VENV)/lib
 	@touch $@
 
 env: check-python $(STAMP)

@@ -466,3 +466,28 @@ def test_the_system_call_filter_names_an_architecture_it_does_not_know():
         syscall_filter.program("riscv64")
     r = subprocess.run([sys.executable, "-S", "-I", syscall_filter.__file__], capture_output=True, text=True)
     assert r.returncode != 0 and "usage:" in r.stderr, r
+
+
+def test_another_user_of_the_machine_cannot_list_a_grading_in_progress(tmp_path):
+    """Where the hub and the grading share a machine, a student's server sees /tmp/grade-*:
+    while a submission is graded its folder must not be listable by another user, or they would
+    find job-*/job.pt (that submission's source and the hidden calls' inputs) and its HOME."""
+    import torch
+
+    from autograder.engine.sandbox import BwrapSandbox
+    from autograder.engine.supervisor import SandboxLauncher
+
+    assert os.geteuid() == 0, "needs root: the other user is made with setpriv"
+    launcher = SandboxLauncher(BwrapSandbox())
+    try:
+        job, _ = launcher.new_job()
+        torch.save({"source": "def secret(): pass", "calls": []}, job / "job.pt")
+        launcher.prestart()  # the sandbox's reaper gives HOME to the graded code's user
+        other = ["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "--"]
+        for folder in (launcher.workdir, launcher.home):
+            probe = subprocess.run([*other, "ls", str(folder)], capture_output=True, text=True)
+            assert probe.returncode != 0 and "Permission denied" in probe.stderr, (folder, probe.stdout, probe.stderr)
+        # the graded code still reaches both (the sandboxes of every other test run through them)
+        assert (job / "job.pt").exists() and launcher.home.is_dir()
+    finally:
+        launcher.close()

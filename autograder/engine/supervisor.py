@@ -135,9 +135,13 @@ class SandboxLauncher:
         self.sandbox, self.env = sandbox, env
         self._tmp = tempfile.TemporaryDirectory(prefix="grade-")
         self.workdir = Path(self._tmp.name)
-        os.chmod(self.workdir, 0o755)
+        # Traversable, not listable: the sandboxed code reaches its HOME and each run's job-*/ by
+        # the names it is given; another user of the machine (a student's server, where the hub
+        # and the grading share a machine), who sees grade-* in /tmp, can neither list the job
+        # folders (job.pt: the submission's source and the hidden calls' inputs) nor HOME.
+        os.chmod(self.workdir, 0o711)
         self.home = self.workdir / "home"
-        self.home.mkdir()
+        self.home.mkdir(mode=0o700)
         self.proc, self.report, self.control, self.ready = None, None, None, False
         self.stopped: dict[str, str] = {}  # function -> why its calls are no longer run (see run_calls)
         watch = getattr(sandbox, "watch", None)  # the scratch-space limit, measured from outside
@@ -225,7 +229,7 @@ class SandboxLauncher:
             return None
         self._stop()
         empty_folder(self.workdir)
-        self.home.mkdir()
+        self.home.mkdir(mode=0o700)
         self.watch.reset()
         return message
 
