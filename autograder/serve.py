@@ -307,6 +307,10 @@ class WorkerGrader:
             deadline = time.monotonic() + 10
             while killed and _running(pgid) and time.monotonic() < deadline:
                 time.sleep(0.05)
+            scratch = pid_file.with_suffix(".scratch")  # what the killed worker could not remove itself
+            if scratch.exists():
+                shutil.rmtree(scratch.read_text(), ignore_errors=True)
+                scratch.unlink()
             pid_file.unlink()
         return killed
 
@@ -380,6 +384,7 @@ class WorkerGrader:
         if worker.proc is None or worker.proc.poll() is not None:
             worker.start()
             (self.state / "workers").mkdir(exist_ok=True)  # killed by the next start if this service dies
+            (self.state / "workers" / f"{index}.scratch").write_text(str(worker.scratch))  # and this removed
             (self.state / "workers" / f"{index}.pgid").write_text(str(worker.proc.pid))
         try:
             reply = worker.grade(assignment, student, log, self.settings.timeout)
@@ -404,6 +409,7 @@ class WorkerGrader:
                 worker.stderr.close()
         for pid_file in (self.state / "workers").glob("*.pgid"):
             pid_file.unlink()
+            pid_file.with_suffix(".scratch").unlink(missing_ok=True)
 
 
 # --- the service ----------------------------------------------------------------------------------

@@ -29,9 +29,11 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -148,16 +150,27 @@ class Worker:
     ``config``: the traitlets overrides for every submission; ``env``: the worker's
     environment (e.g. ``CUDA_VISIBLE_DEVICES`` of its GPU); ``stderr``: where its own
     output goes (a file; None: inherited).
+
+    Each process gets its own scratch folder (``scratch``: ``worker-*`` in the configured
+    scratch, its ``AUTOGRADER_SCRATCH`` and ``TMPDIR``): the sandboxes' ``grade-*`` and
+    ``kernel-*`` folders are made in it, and :meth:`kill` removes it with whatever a killed
+    worker could not remove itself (a submission's source among it).
     """
 
     def __init__(self, config: dict, env: dict[str, str] | None = None, stderr=None):
         self.config, self.env, self.stderr = config, env, stderr
         self.proc: subprocess.Popen | None = None
+        self.scratch: Path | None = None
         self._buffer = b""
 
     def start(self) -> None:
         """Start the process and wait until it has loaded nbgrader and the hooks."""
-        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], cwd=ROOT, env=self.env,
+        from autograder import options
+
+        base = options.Options.from_environment(options.child_env(self.env or {})).scratch
+        self.scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=base))
+        env = options.child_env(self.env or {}, AUTOGRADER_SCRATCH=str(self.scratch), TMPDIR=str(self.scratch))
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], cwd=ROOT, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                      start_new_session=True)
         self._buffer = b""
@@ -217,6 +230,9 @@ class Worker:
             except OSError:
                 pass
         self.proc = None
+        if self.scratch is not None:  # everything of the process group is dead: nothing writes there now
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     def close(self) -> None:
         """Let an idle worker end (EOF on its input); kill it if it does not within 10 s."""

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,10 +24,13 @@ SLOW = "3601.5"  # seconds of the slow submission's `sleep` (a name pgrep finds)
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 
 
-def cli(course: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The CLI with options as flags only: no AUTOGRADER_* variable but the fixture's suite path."""
+def cli(course: Path, *args: str, timeout: float = 600, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI with options as flags only: no AUTOGRADER_* variable but the fixture's suite path
+    (``tmpdir``: its TMPDIR, the default scratch folder)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
     env["AUTOGRADER_SUITE_PATH"] = str(FIXTURE / "suites")
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.run([sys.executable, "-m", "autograder", "--course-root", str(course), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -100,16 +104,22 @@ def test_replay_exit_status_is_wired(course):
 
 
 @pytest.mark.slow
-def test_the_timeout_kills_only_the_slow_submissions_worker(course):
+def test_the_timeout_kills_only_the_slow_submissions_worker(course, request):
     """One worker: the slow submission (first) is killed at --timeout; the next one is graded by
-    a fresh worker; the kernel's sandbox died with the killed worker."""
+    a fresh worker; the kernel's sandbox died with the killed worker, and its folders (which
+    the killed worker could not remove) are gone."""
     nb = nbformat.read(course / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "scaled_add")
     cell.source = f"import subprocess, time\nsubprocess.Popen(['sleep', '{SLOW}'])\ntime.sleep(3600)\n" + cell.source
     submit(course, "a_slow", nb)
     submit(course, "b_next")
+    # a short path of its own (the kernel's socket paths in it must stay under the 107 bytes of
+    # a Unix socket's name; tmp_path's are long)
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     r = cli(course, "autograde", ASSIGNMENT, "--student", "a_slow", "--student", "b_next", "--workers", "1",
-            "--device", "cpu", "--timeout", "25", "--cell-timeout", "3000", "--notebook-timeout", "3000", "--json")
+            "--device", "cpu", "--timeout", "25", "--cell-timeout", "3000", "--notebook-timeout", "3000", "--json",
+            tmpdir=scratch)
     rows = autograde_results(r)
     assert r.returncode == 1, r.stdout + r.stderr[-2000:]
     assert rows["a_slow"]["status"] == "failed" and "exceeded 25 s" in " ".join(rows["a_slow"]["problems"]), rows
@@ -121,6 +131,7 @@ def test_the_timeout_kills_only_the_slow_submissions_worker(course):
             break
         time.sleep(0.5)
     assert not left, f"processes of the killed submission survived: {left}"
+    assert not list(scratch.rglob("*")), sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
 
 
 class NoRecordWorker:

@@ -202,10 +202,14 @@ def test_a_worker_crash_answers_try_again_and_refunds_the_check(course, service)
     cai.submit(released(course_root, scaled_add=slow))
     running = wait_for(lambda: list((state / "queue" / "running").glob("cai+*.json")), 600, "never graded")
     pgid = int(wait_for(lambda: [p.read_text() for p in (state / "workers").glob("*.pgid")], 60, "no worker")[0])
+    scratch = Path(wait_for(lambda: [p.read_text() for p in (state / "workers").glob("*.scratch")], 60, "no scratch")[0])
     time.sleep(2)  # inside the sandbox now
+    assert [p.name for p in scratch.iterdir() if p.name.startswith(("grade-", "kernel-"))], "nothing to clean up"
     os.killpg(pgid, signal.SIGKILL)  # the grading worker dies (its sandboxes with it)
     (answer,) = cai.feedback(1)
     assert "could not be checked" in answer and "Try again" in answer, answer
+    # what the killed worker could not remove (cai's source in job.pt among it) is gone
+    assert not scratch.exists(), sorted(p.name for p in scratch.iterdir())
     done = json.loads((state / "queue" / "done" / running[0].name).read_text())
     assert done["status"] == "crashed" and done["refunded"] is True
     cai.submit(released(course_root))
@@ -235,6 +239,8 @@ def test_kill_9_mid_grading_then_restart_answers_every_submission_exactly_once(c
         running = wait_for(lambda: list((state / "queue" / "running").glob("*.json")), 600, "nothing was graded")
         assert running[0].name.startswith("dan+"), running
         old_worker = int(wait_for(lambda: [p.read_text() for p in (state / "workers").glob("*.pgid")], 60, "no worker")[0])
+        old_scratch = Path(wait_for(lambda: [p.read_text() for p in (state / "workers").glob("*.scratch")], 60,
+                                    "no scratch")[0])
         time.sleep(1.5)  # mid-grading: the worker is in its sandbox
         stop_service(proc, signal.SIGKILL)  # kill -9 of the service (its worker is in a session of its own)
         assert (state / "queue" / "running" / running[0].name).exists()
@@ -242,6 +248,7 @@ def test_kill_9_mid_grading_then_restart_answers_every_submission_exactly_once(c
         proc = start_service(course_root, exchange, state, log)
         # the killed service's worker is gone before the new one serves: never two gradings at once
         assert not serve._running(old_worker), "the killed service's worker still grades after the restart"
+        assert not old_scratch.exists(), "the killed worker's scratch folder (dan's source in it) was left"
         for s in students.values():
             (page,) = s.feedback(1)
             assert "Checks left for hw-fixture in the last 24 hours: 2 of 3." in page, page

@@ -133,7 +133,7 @@ class SandboxLauncher:
 
     def __init__(self, sandbox, env: dict[str, str] | None = None):
         self.sandbox, self.env = sandbox, env
-        self._tmp = tempfile.TemporaryDirectory(prefix="grade-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="grade-", dir=options.current().scratch)
         self.workdir = Path(self._tmp.name)
         # Traversable, not listable: the sandboxed code reaches its HOME and each run's job-*/ by
         # the names it is given; another user of the machine (a student's server, where the hub
