@@ -16,9 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+from test_browser import CHROMIUM, FLAGS  # noqa: E402  (one browser, one set of flags for every test)
 ASSIGNMENT, STUDENT, COURSE_ID = "hw-fixture", "alice", "10423-lec4"
 MATH_CELL = r"My derivation: $\sum_{i=1}^{n} x_i^2$ and $$\frac{\partial L}{\partial w} = \alpha \sqrt{d}$$"
 

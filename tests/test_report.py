@@ -310,14 +310,14 @@ def test_report_page_in_chromium(graded_class, tmp_path):
     text = page_file.read_text()
     assert "http://" not in text and "https://" not in text
     recs = _records(course, assignment)
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
+    from test_browser import CHROMIUM, FLAGS
+
+    if not Path(CHROMIUM).exists():
         pytest.fail("chromium not found: install Debian's chromium (`make test` does)")
     from playwright.sync_api import sync_playwright
 
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile, sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(profile, executable_path=chromium, args=flags, headless=True,
+        context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=FLAGS, headless=True,
                                                        viewport={"width": 1280, "height": 900})
         try:
             seen = {}
