@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,3 +122,20 @@ def test_trusted_verdicts_shows_the_verdict_only():
                                              CheckResult("t", "big", False, "wrong shape")])
     text = nbgrader_hooks.verdict_outputs(verdict)[0]["text"]
     assert "1 / 2 points" in text and "[FAIL] big: wrong shape" in text and "in your notebook" not in text
+
+
+def test_a_scratch_folder_too_long_for_the_kernels_sockets_is_named(tmp_path, monkeypatch):
+    """The notebook kernel talks through Unix sockets in the scratch folder, whose paths may not
+    exceed 107 bytes: a longer folder gets an error naming it and the fix, not ZeroMQ's
+    "File name too long" (seen with a pytest tmp_path as TMPDIR), and leaves nothing behind."""
+
+    from autograder.nbgrader_hooks import SandboxedExecute
+
+    deep = tmp_path / ("s" * max(1, 100 - len(str(tmp_path))))
+    deep.mkdir()
+    monkeypatch.setenv("AUTOGRADER_SCRATCH", str(deep))
+    with pytest.raises(RuntimeError) as err:
+        SandboxedExecute().preprocess(nbformat.v4.new_notebook(), {})
+    message = str(err.value)
+    assert "too long" in message and "AUTOGRADER_SCRATCH" in message and str(deep) in message, message
+    assert not list(deep.iterdir())

@@ -23,6 +23,8 @@ from autograder.nbgrader_hooks.kernel_manager import SandboxedKernelManager
 from autograder.nbgrader_hooks.settings import CELL_TIMEOUT_S, NOTEBOOK_TIMEOUT_S
 
 GRADED_OUTSIDE = "[graded outside your notebook by the course's grader]\n"
+UNIX_SOCKET_PATH_MAX = 107  # bytes of a Unix socket's path (sun_path, less its NUL)
+KERNEL_PORTS = 5  # a kernel's channels (shell, iopub, stdin, control, heartbeat): ipc sockets IP-1 ... IP-5
 
 
 class SandboxedExecute(Execute):
@@ -49,6 +51,12 @@ class SandboxedExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=options.current().scratch))
+        longest = workdir / f"kernel-{KERNEL_PORTS}"  # jupyter_client's ipc sockets: IP-1 ... IP-5
+        if len(os.fsencode(longest)) > UNIX_SOCKET_PATH_MAX:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise RuntimeError(f"the scratch folder {options.current().scratch} is too long for the notebook "
+                               f"kernel's sockets ({longest}: {len(os.fsencode(longest))} bytes, at most "
+                               f"{UNIX_SOCKET_PATH_MAX}); set AUTOGRADER_SCRATCH (or TMPDIR) to a shorter folder")
         source_dir = Path(resources.get("metadata", {}).get("path") or ".") if resources else Path(".")
         info = (resources or {}).get("nbgrader", {})
         refused = []
