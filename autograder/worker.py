@@ -164,12 +164,14 @@ class Worker:
         self._buffer = b""
 
     def start(self) -> None:
-        """Start the process and wait until it has loaded nbgrader and the hooks."""
+        """Start the process and wait until it has loaded nbgrader and the hooks (a process that
+        died meanwhile is reaped first, its scratch folder removed)."""
         from autograder import options
 
-        base = options.Options.from_environment(options.child_env(self.env or {})).scratch
-        self.scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=base))
-        env = options.child_env(self.env or {}, AUTOGRADER_SCRATCH=str(self.scratch), TMPDIR=str(self.scratch))
+        self.kill()
+        env = options.child_env(self.env or {})
+        self.scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=options.Options.from_environment(env).scratch))
+        env.update(AUTOGRADER_SCRATCH=str(self.scratch), TMPDIR=str(self.scratch))
         self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], cwd=ROOT, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                      start_new_session=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -174,3 +175,25 @@ def test_a_run_that_wrote_no_record_is_failed_with_the_reason(course, monkeypatc
     result = cli_module.grade_one(loaded, suite, ASSIGNMENT, "dora", FailingWorker(course), cli_module.Settings())
     assert result.status == "failed" and "disk I/O error" in result.problems[0], result
     assert not record_of(course, "dora").exists(), "a record whose grade did not reach the gradebook was kept"
+
+
+def test_a_worker_that_died_between_submissions_leaves_no_folder_when_restarted(tmp_path, monkeypatch):
+    """A grading worker killed while idle (the OOM killer, an operator) is restarted by the next
+    submission; the dead process's scratch folder goes with it, not only a folder of a worker we
+    killed ourselves."""
+    from autograder.worker import Worker
+
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-"))
+    try:
+        worker = Worker({}, env={"AUTOGRADER_SCRATCH": str(scratch)})
+        worker.start()
+        first = worker.scratch
+        assert first.parent == scratch and first.is_dir()
+        os.killpg(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait()
+        worker.start()  # what grade() does for a dead process
+        assert not first.exists() and worker.scratch.is_dir(), sorted(p.name for p in scratch.iterdir())
+        worker.close()
+        assert not list(scratch.iterdir())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -72,7 +72,7 @@ class LocalLauncher:
     def __init__(self, env: dict[str, str] | None = None):
         self.env, self.proc = env, None
         self.stopped: dict[str, str] = {}  # function -> why its calls are no longer run (see run_calls)
-        self._tmp = tempfile.TemporaryDirectory(prefix="grade-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="grade-", dir=options.current().scratch)
         self.workdir = Path(self._tmp.name)
 
     def new_job(self) -> tuple[Path, Path]:

@@ -50,12 +50,13 @@ class SandboxedExecute(Execute):
     startup_timeout = 120
 
     def preprocess(self, nb, resources=None, km=None):
-        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=options.current().scratch))
-        longest = workdir / f"kernel-{KERNEL_PORTS}"  # jupyter_client's ipc sockets: IP-1 ... IP-5
-        if len(os.fsencode(longest)) > UNIX_SOCKET_PATH_MAX:
+        scratch = options.current().scratch
+        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=scratch))
+        socket = workdir / f"kernel-{KERNEL_PORTS}"  # the longest of the kernel's sockets (ip below, -1 ... -5)
+        if len(os.fsencode(socket)) > UNIX_SOCKET_PATH_MAX:
             shutil.rmtree(workdir, ignore_errors=True)
-            raise RuntimeError(f"the scratch folder {options.current().scratch} is too long for the notebook "
-                               f"kernel's sockets ({longest}: {len(os.fsencode(longest))} bytes, at most "
+            raise RuntimeError(f"the scratch folder {scratch} is too long for the notebook kernel's sockets "
+                               f"({socket}: {len(os.fsencode(socket))} bytes, at most "
                                f"{UNIX_SOCKET_PATH_MAX}); set AUTOGRADER_SCRATCH (or TMPDIR) to a shorter folder")
         source_dir = Path(resources.get("metadata", {}).get("path") or ".") if resources else Path(".")
         info = (resources or {}).get("nbgrader", {})
