@@ -25,6 +25,7 @@ import dataclasses
 import datetime
 import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -332,7 +333,8 @@ def visible_gpu_ids(count: int) -> list[str]:
 def autograde(course: Course, assignment: str, students: list[str] | None, workers: int,
               require_gpu: bool, settings: Settings, as_json: bool = False) -> int:
     """Grade the submissions; print the table of results (``as_json``: one JSON object on stdout,
-    :func:`results_json`, and the table on stderr). Exit status 0, 1 if one was not gradable, 2 bad input."""
+    :func:`results_json`, and the table on stderr). Exit status 0, 1 if one was not gradable, 2 bad input, 128+N when signal N
+    (SIGTERM, SIGINT) stopped it (:class:`StopOnSignal`)."""
     import torch
     from tqdm import tqdm
 
@@ -374,17 +376,26 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
     progress = tqdm(total=len(students), unit="sub", file=sys.stderr)
     gpu_ids = visible_gpu_ids(gpus)
     share = options.grading_threads(workers)  # the CPUs shared out among the workers' sandboxes
+    live: list = []  # every thread's Worker, for the stop handler
     threads = [threading.Thread(target=_work, args=(course, suite, assignment, settings, todo, results, progress,
-                                                    gpu_ids[i % len(gpu_ids)] if gpu_ids else None, i, share))
+                                                    gpu_ids[i % len(gpu_ids)] if gpu_ids else None, i, share, live))
                for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with StopOnSignal(todo, live) as stop:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     progress.close()
     results.sort(key=lambda r: r.student)
     wall = time.monotonic() - started
     print_summary(results, wall, file=out)
+    if stop.signal is not None:
+        print(f"autograde: stopped by {stop.signal.name}: {len(stop.left)} submission(s) not started "
+              f"({', '.join(sorted(stop.left)) or 'none'}), those being graded failed (no record kept); "
+              f"run the same command again to grade them", file=sys.stderr)
+        if as_json:
+            print(json.dumps(results_json(assignment, results, wall, workers), indent=1))
+        return 128 + stop.signal
     from autograder import calendar, late  # settle late days spent across assignments (no code run)
     try:
         for c in late.recompute(course.root, course.db_url)[0]:
@@ -396,11 +407,47 @@ def autograde(course: Course, assignment: str, students: list[str] | None, worke
     return 1 if any(r.status == STATUS_FAILED for r in results) else 0
 
 
+class StopOnSignal:
+    """While grading: SIGTERM (Slurm's ``scancel``, a TA's ``kill``) or SIGINT (Ctrl-C) stops it
+    cleanly instead of killing this process mid-way. The handler empties ``todo`` (kept in
+    ``left``) and stops every worker in ``live`` (:meth:`autograder.worker.Worker.stop`); each worker's
+    thread then sees its worker die, fails its submission (no record kept) and removes the
+    worker's folder -- which a process killed by the signal itself could not (Slurm sends SIGKILL
+    only ``KillWait`` seconds later). ``signal``: the signal that stopped grading, or None."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, todo: queue.Queue, live: list):
+        self.todo, self.live = todo, live
+        self.signal: signal.Signals | None = None
+        self.left: list[str] = []
+        self._before: dict = {}
+
+    def _handle(self, signum, _frame) -> None:
+        self.signal = self.signal or signal.Signals(signum)
+        while True:
+            try:
+                self.left.append(self.todo.get_nowait())
+            except queue.Empty:
+                break
+        for worker in list(self.live):
+            worker.stop()
+
+    def __enter__(self) -> "StopOnSignal":
+        self._before = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._before.items():
+            signal.signal(s, handler)
+
+
 def _work(course: Course, suite, assignment: str, settings: Settings, todo: queue.Queue, results: list,
-          progress, gpu: str | None, index: int, threads: dict[str, str]) -> None:
+          progress, gpu: str | None, index: int, threads: dict[str, str], live: list) -> None:
     """One worker thread: its own grading worker process (on ``gpu``, its sandboxes with
     ``threads``' thread counts) for submission after submission, until ``todo`` is empty.
-    Every student it takes ends up in ``results``."""
+    Every student it takes ends up in ``results``; its worker is put in ``live`` (for
+    :class:`StopOnSignal`)."""
     from autograder.worker import Worker
 
     env = options.child_env(threads, PATH=options.path_with_python_bin())
@@ -410,6 +457,7 @@ def _work(course: Course, suite, assignment: str, settings: Settings, todo: queu
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"worker-{index}.log", "ab") as stderr:
         worker = Worker({**course.traitlets(), **settings.traitlets()}, env=env, stderr=stderr)
+        live.append(worker)
         try:
             while True:
                 try:

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -162,6 +163,8 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.scratch: Path | None = None
         self._buffer = b""
+        self.stopped = False  # set by stop(): no process is started any more
+        self._starting = threading.Lock()  # start() (the worker's thread) against stop() (a signal handler)
 
     def start(self) -> None:
         """Start the process and wait until it has loaded nbgrader and the hooks (a process that
@@ -170,11 +173,14 @@ class Worker:
 
         self.kill()
         env = options.child_env(self.env or {})
-        self.scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=options.Options.from_environment(env).scratch))
-        env.update(AUTOGRADER_SCRATCH=str(self.scratch), TMPDIR=str(self.scratch))
-        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], cwd=ROOT, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     start_new_session=True)
+        with self._starting:
+            if self.stopped:
+                raise WorkerDied("grading was stopped before this submission")
+            self.scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=options.Options.from_environment(env).scratch))
+            env.update(AUTOGRADER_SCRATCH=str(self.scratch), TMPDIR=str(self.scratch))
+            self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], cwd=ROOT, env=env,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                         start_new_session=True)
         self._buffer = b""
         self._send({"config": self.config})
         if self._receive(STARTUP_TIMEOUT, "starting the grading worker").get("ready") is not True:
@@ -212,10 +218,25 @@ class Worker:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     status = self.proc.wait()
+                    if self.stopped:
+                        raise WorkerDied("grading was stopped (SIGTERM or SIGINT): the worker was killed")
                     raise WorkerDied(f"the grading worker died (exit status {status})")
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
+
+    def stop(self) -> None:
+        """From another thread (the CLI's SIGTERM/SIGINT handler): kill the process group now and
+        start no process any more. The thread using this worker then sees it die (WorkerDied) and
+        reaps it through :meth:`kill`, which removes its folder."""
+        with self._starting:
+            self.stopped = True
+            proc = self.proc
+            if proc is not None and proc.returncode is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def kill(self) -> None:
         """End the worker and everything in its process group now (its sandboxes die with it)."""

@@ -197,3 +197,52 @@ def test_a_worker_that_died_between_submissions_leaves_no_folder_when_restarted(
         assert not list(scratch.iterdir())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_grading_stops_cleanly_and_leaves_no_folder(course, request):
+    """Slurm's ``scancel`` (SIGTERM, SIGKILL ``KillWait`` seconds later) or a TA's ``kill`` while
+    a submission is being graded: autograde grades nothing more, kills its worker and the
+    sandboxes, keeps no record for the interrupted submission, removes the worker's folder (the
+    submission's source among it), says which submissions were not graded and exits 128+15.
+    Only the CLI gets the signal here (a ``kill`` by PID; Slurm's proctrack may signal every
+    process, which the worker dying of it covers too)."""
+    stop = signal.SIGTERM
+    nb = nbformat.read(course / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "scaled_add")
+    cell.source = f"import subprocess, time\nsubprocess.Popen(['sleep', '{SLOW}'])\ntime.sleep(3600)\n" + cell.source
+    submit(course, "s_slow", nb)
+    submit(course, "t_never")
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
+    env.update(AUTOGRADER_SUITE_PATH=str(FIXTURE / "suites"), TMPDIR=str(scratch))
+    proc = subprocess.Popen([sys.executable, "-m", "autograder", "--course-root", str(course), "autograde",
+                             ASSIGNMENT, "--student", "s_slow", "--student", "t_never", "--workers", "1",
+                             "--device", "cpu", "--cell-timeout", "3000", "--notebook-timeout", "3000", "--json"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not subprocess.run(["pgrep", "-f", f"sleep {SLOW}"], capture_output=True).stdout:
+            assert proc.poll() is None and time.monotonic() < deadline, "the slow submission never started"
+            time.sleep(0.5)
+        proc.send_signal(stop)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + stop, err[-3000:]
+    assert f"stopped by {stop.name}: 1 submission(s) not started (t_never)" in err, err[-3000:]
+    rows = {row["student"]: row for row in json.loads(out)["results"]}
+    assert rows["s_slow"]["status"] == "failed" and "grading was stopped" in " ".join(rows["s_slow"]["problems"]), rows
+    assert "t_never" not in rows, rows
+    assert not record_of(course, "s_slow").exists() and not record_of(course, "t_never").exists()
+    for _ in range(20):  # the sandboxes die with the worker
+        left = subprocess.run(["pgrep", "-f", f"sleep {SLOW}"], capture_output=True, text=True).stdout.strip()
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, f"processes of the interrupted submission survived: {left}"
+    assert not list(scratch.rglob("*")), sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))

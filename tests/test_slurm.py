@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -158,7 +159,7 @@ def gradebook_rows(db_url: str, assignment: str) -> dict[str, list]:
 
 
 @pytest.mark.slow
-def test_grading_on_slurm(tmp_path, monkeypatch):
+def test_grading_on_slurm(tmp_path, monkeypatch, request):
     monkeypatch.setenv("AUTOGRADER_SUITE_PATH", GRADING_ENV["AUTOGRADER_SUITE_PATH"])  # (load_suite here too)
     suite = load_suite(ASSIGNMENT)
     total = sum(points for _, points in suite.GRADE_CELLS.values())
@@ -171,8 +172,11 @@ def test_grading_on_slurm(tmp_path, monkeypatch):
         submit(course, drafts, expected)
         logs = course / "autograded" / ".logs"
         logs.mkdir(parents=True)
+        # the node's scratch for every task (short: the kernels' socket paths live in it)
+        scratch = Path(tempfile.mkdtemp(prefix="scratch-"))
+        request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
         env = {**GRADING_ENV, "AUTOGRADER_DB_URL": db_url, "AUTOGRADER_COURSE_ROOT": str(course),
-               "EXPORT_TO": str(tmp_path / "grades.csv")}
+               "EXPORT_TO": str(tmp_path / "grades.csv"), "AUTOGRADER_SCRATCH": str(scratch)}
         students_file = tmp_path / "students.txt"  # the killed student first: its task starts at once
         students_file.write_text("\n".join(sorted(expected, key=lambda s: s != KILLED)) + "\n")
 
@@ -256,5 +260,8 @@ def test_grading_on_slurm(tmp_path, monkeypatch):
                 if path.is_file():
                     copy = course / "submitted" / student / ASSIGNMENT / path.relative_to(drafts / student)
                     assert copy.read_bytes() == path.read_bytes(), copy
+
+        # every task's worker removed its folder, the cancelled one's too (autograde stops on SIGTERM)
+        assert not list(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
 
         report_throughput(per_task)
