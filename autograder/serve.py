@@ -404,6 +404,7 @@ class WorkerGrader:
         """Kill the workers now (a submission being graded stays in ``running``: the next start grades
         it again); waiting for a long grading would outlast the hub's stop."""
         for worker in self.workers.values():
+            worker.stop()  # a grading thread starts no new worker after this
             worker.kill()
             if worker.stderr is not None:
                 worker.stderr.close()

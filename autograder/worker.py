@@ -209,7 +209,8 @@ class Worker:
 
     def _receive(self, timeout: float, what: str) -> dict:
         deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
+        proc = self.proc  # kill() from another thread may clear self.proc meanwhile
+        fd = proc.stdout.fileno()
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -217,7 +218,7 @@ class Worker:
             if select.select([fd], [], [], left)[0]:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    status = self.proc.wait()
+                    status = proc.wait()
                     if self.stopped:
                         raise WorkerDied("grading was stopped (SIGTERM or SIGINT): the worker was killed")
                     raise WorkerDied(f"the grading worker died (exit status {status})")
@@ -239,23 +240,25 @@ class Worker:
                     pass
 
     def kill(self) -> None:
-        """End the worker and everything in its process group now (its sandboxes die with it)."""
-        if self.proc is None:
+        """End the worker and everything in its process group now (its sandboxes die with it).
+        Safe from two threads at once (a grading thread and a stopping service): one of them reaps."""
+        with self._starting:
+            proc, self.proc = self.proc, None
+            scratch, self.scratch = self.scratch, None
+        if proc is None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
             try:
                 pipe.close()
             except OSError:
                 pass
-        self.proc = None
-        if self.scratch is not None:  # everything of the process group is dead: nothing writes there now
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            self.scratch = None
+        if scratch is not None:  # everything of the process group is dead: nothing writes there now
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def close(self) -> None:
         """Let an idle worker end (EOF on its input); kill it if it does not within 10 s."""
