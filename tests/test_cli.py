@@ -53,6 +53,26 @@ def submit(course: Path, student: str, nb=None) -> Path:
     return folder
 
 
+def submit_slow(course: Path, student: str) -> Path:
+    """A submission whose graded cell starts a ``sleep SLOW`` process (what pgrep finds) and hangs."""
+    nb = nbformat.read(course / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "scaled_add")
+    cell.source = f"import subprocess, time\nsubprocess.Popen(['sleep', '{SLOW}'])\ntime.sleep(3600)\n" + cell.source
+    return submit(course, student, nb)
+
+
+def assert_nothing_left(scratch: Path) -> None:
+    """No process of a slow submission (its sandboxes, kernel and grading runner, die with its
+    killed worker) and nothing in ``scratch`` (the worker's folder, which it could not remove)."""
+    for _ in range(20):
+        left = subprocess.run(["pgrep", "-f", f"sleep {SLOW}"], capture_output=True, text=True).stdout.strip()
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, f"processes of the killed submission survived: {left}"
+    assert not list(scratch.rglob("*")), sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
     """The fixture assignment generated, with ``ann``'s reference submission graded once."""
@@ -109,10 +129,7 @@ def test_the_timeout_kills_only_the_slow_submissions_worker(course, request):
     """One worker: the slow submission (first) is killed at --timeout; the next one is graded by
     a fresh worker; the kernel's sandbox died with the killed worker, and its folders (which
     the killed worker could not remove) are gone."""
-    nb = nbformat.read(course / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "scaled_add")
-    cell.source = f"import subprocess, time\nsubprocess.Popen(['sleep', '{SLOW}'])\ntime.sleep(3600)\n" + cell.source
-    submit(course, "a_slow", nb)
+    submit_slow(course, "a_slow")
     submit(course, "b_next")
     # a short path of its own (the kernel's socket paths in it must stay under the 107 bytes of
     # a Unix socket's name; tmp_path's are long)
@@ -126,13 +143,7 @@ def test_the_timeout_kills_only_the_slow_submissions_worker(course, request):
     assert rows["a_slow"]["status"] == "failed" and "exceeded 25 s" in " ".join(rows["a_slow"]["problems"]), rows
     assert (rows["b_next"]["status"], rows["b_next"]["score"]) == ("graded", 7), rows
     assert not record_of(course, "a_slow").exists()
-    for _ in range(20):  # the sandboxes (kernel and grading runner) die with the killed worker
-        left = subprocess.run(["pgrep", "-f", f"sleep {SLOW}"], capture_output=True, text=True).stdout.strip()
-        if not left:
-            break
-        time.sleep(0.5)
-    assert not left, f"processes of the killed submission survived: {left}"
-    assert not list(scratch.rglob("*")), sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
+    assert_nothing_left(scratch)
 
 
 class NoRecordWorker:
@@ -208,10 +219,7 @@ def test_sigterm_mid_grading_stops_cleanly_and_leaves_no_folder(course, request)
     Only the CLI gets the signal here (a ``kill`` by PID; Slurm's proctrack may signal every
     process, which the worker dying of it covers too)."""
     stop = signal.SIGTERM
-    nb = nbformat.read(course / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "scaled_add")
-    cell.source = f"import subprocess, time\nsubprocess.Popen(['sleep', '{SLOW}'])\ntime.sleep(3600)\n" + cell.source
-    submit(course, "s_slow", nb)
+    submit_slow(course, "s_slow")
     submit(course, "t_never")
     scratch = Path(tempfile.mkdtemp(prefix="scratch-"))
     request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
@@ -239,10 +247,4 @@ def test_sigterm_mid_grading_stops_cleanly_and_leaves_no_folder(course, request)
     assert rows["s_slow"]["status"] == "failed" and "grading was stopped" in " ".join(rows["s_slow"]["problems"]), rows
     assert "t_never" not in rows, rows
     assert not record_of(course, "s_slow").exists() and not record_of(course, "t_never").exists()
-    for _ in range(20):  # the sandboxes die with the worker
-        left = subprocess.run(["pgrep", "-f", f"sleep {SLOW}"], capture_output=True, text=True).stdout.strip()
-        if not left:
-            break
-        time.sleep(0.5)
-    assert not left, f"processes of the interrupted submission survived: {left}"
-    assert not list(scratch.rglob("*")), sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
+    assert_nothing_left(scratch)
