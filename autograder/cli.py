@@ -333,8 +333,8 @@ def visible_gpu_ids(count: int) -> list[str]:
 def autograde(course: Course, assignment: str, students: list[str] | None, workers: int,
               require_gpu: bool, settings: Settings, as_json: bool = False) -> int:
     """Grade the submissions; print the table of results (``as_json``: one JSON object on stdout,
-    :func:`results_json`, and the table on stderr). Exit status 0, 1 if one was not gradable, 2 bad input, 128+N when signal N
-    (SIGTERM, SIGINT) stopped it (:class:`StopOnSignal`)."""
+    :func:`results_json`, and the table on stderr). Exit status 0, 1 if one was not gradable,
+    2 bad input, 128+N when signal N (SIGTERM, SIGINT) stopped it (:class:`StopOnSignal`)."""
     import torch
     from tqdm import tqdm
 
