@@ -12,6 +12,7 @@ import ast
 from pathlib import Path
 
 import nbformat
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +131,7 @@ def test_references_are_autograd_of_torch_layers():
     conv.weight.data.copy_(weight)
     leaf = x.clone().requires_grad_()
     conv(leaf).backward(grad_out)
-    grad_x, grad_weight, grad_bias = hw_conv.conv_reference(grad_out, x, weight, cfg[7], cfg[8])
+    grad_x, grad_weight, grad_bias = hw_conv.conv_expected(grad_out, x, weight, cfg[7], cfg[8])
     torch.testing.assert_close(grad_x, leaf.grad)
     torch.testing.assert_close(grad_weight, conv.weight.grad)
     torch.testing.assert_close(grad_bias, conv.bias.grad)
@@ -152,3 +153,35 @@ def test_trusted_pretraining_is_torch_sgd_with_momentum():
         optimizer.step()
     for ours, reference in zip(hw_conv._pretrained_params(1201), params):
         torch.testing.assert_close(ours, reference.detach(), atol=1e-12, rtol=0)
+
+
+# --- one test definition for the visible cell and the grader ----------------------------------
+SLIGHTLY_OFF = 1 + 3e-7  # a relative error the grader's float64 tolerance (rtol 1e-7) refuses
+
+
+@pytest.mark.parametrize("function, visible", [("conv2d_backward", "test_conv2d_backward_visible"),
+                                               ("maxpool2d_backward", "test_maxpool2d_backward_visible")])
+def test_the_visible_cell_fails_exactly_when_the_graders_checks_of_that_cell_do(tmp_path, function, visible):
+    """A student must not pass a visible test cell and lose its points: the notebook's cell and the
+    grader's checks of that cell run the same cases, inputs and tolerances (lec4.homework.hw_conv's
+    CONV_VISIBLE / POOL_VISIBLE, conv_inputs / pool_inputs, TOLERANCES). A gradient off by a relative
+    3e-7 fails both (the reference passes both: tests/test_assignments.py, the selfcheck). The visible
+    cells used to draw their own inputs and use check_close's looser defaults: this function passed the
+    cell and lost its points."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    cells = _notebook_cells(SOURCE_NB)
+    off = cells[function].source + (
+        f"\n\n_exact = {function}\n\n\ndef {function}(*args, **kwargs):\n"
+        f"    out = _exact(*args, **kwargs)\n"
+        f"    return tuple(t * {SLIGHTLY_OFF!r} for t in out) if isinstance(out, tuple) else out * {SLIGHTLY_OFF!r}\n")
+    graded = _grade(submission_source(SOURCE_NB, _with_cell(tmp_path, function, off)))
+    assert graded[visible].points < graded[visible].max_points, graded[visible].results
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in
+                                         (cells["setup"].source, off, cells[visible].source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    with pytest.raises(CellExecutionError) as failed:
+        NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert "values differ" in str(failed.value), str(failed.value)[-2000:]  # check_close, in the visible cell

@@ -24,20 +24,19 @@ import torch.nn.functional as F
 from autograder.checks import (Call, Check, Outcome, all_of, assert_close, autograd_reference, device_check,
                                expect_device, expect_ok, gradient_check, output_items, raises_check, tensor_of,
                                value_check)
-from lec4.homework.hw_conv import (ASSIGNMENT, CONV_CASES, FORBIDDEN, GRADE_CELLS, NOTEBOOK,  # noqa: F401
-                                   POOL_CASES, TOLERANCES, init_cnn_params)
+from lec4.homework.hw_conv import (ASSIGNMENT, CONV_VISIBLE, FORBIDDEN, GRADE_CELLS, NOTEBOOK,  # noqa: F401
+                                   POOL_VISIBLE, TOLERANCES, conv_expected, conv_inputs, distinct_values,
+                                   init_cnn_params, pool_expected, pool_inputs)
 
 
 # (N, C, H, W, F, KH, KW, stride, padding): strides 1-3, padding 0-2, non-square kernels, C != F,
 # N = 1, C = 1, F = 1, and sizes the stride does not divide (rows/columns no window reaches).
-CONV_VISIBLE = CONV_CASES  # the notebook's visible cases (lec4.homework.hw_conv)
 CONV_HIDDEN = [(2, 3, 7, 7, 4, 3, 3, 1, 0), (2, 3, 8, 8, 5, 3, 3, 2, 1), (1, 2, 9, 7, 3, 2, 3, 3, 2),
                (3, 4, 10, 9, 2, 5, 3, 2, 2), (2, 1, 6, 11, 6, 1, 4, 1, 1), (2, 5, 7, 8, 1, 4, 2, 3, 0),
                (4, 3, 5, 5, 4, 5, 5, 1, 2), (1, 6, 12, 10, 8, 3, 3, 2, 0), (2, 2, 8, 8, 3, 3, 3, 3, 1),
                (2, 3, 9, 9, 4, 3, 3, 1, 2)]
 # (N, C, H, W, kernel_size, stride): overlapping windows (stride < kernel), gaps (stride > kernel),
 # sizes the stride does not divide, one window covering the whole image.
-POOL_VISIBLE = POOL_CASES
 POOL_HIDDEN = [(2, 3, 8, 8, 2, 2), (2, 2, 7, 9, 3, 1), (1, 3, 9, 9, 3, 2), (2, 2, 10, 11, 2, 3),
                (3, 1, 5, 7, 2, 1), (2, 4, 6, 6, 3, 3), (1, 1, 4, 4, 4, 1), (2, 2, 9, 8, 4, 2)]
 
@@ -52,68 +51,27 @@ def _describe_pool(cfg) -> str:
     return f"N={N}, C={C}, {H}x{W} input, kernel {k}, stride {s}"
 
 
-# --- inputs and trusted references ----------------------------------------------------------
-
-def conv_inputs(cfg, seed: int) -> list[torch.Tensor]:
-    """[grad_out, x, weight] in float64 for a configuration (N, C, H, W, F, KH, KW, stride, padding)."""
-    N, C, H, W, n_filters, KH, KW, stride, padding = cfg
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(N, C, H, W, dtype=torch.float64, generator=gen)
-    weight = torch.randn(n_filters, C, KH, KW, dtype=torch.float64, generator=gen)
-    out_shape = (N, n_filters, (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1)
-    return [torch.randn(out_shape, dtype=torch.float64, generator=gen), x, weight]
-
-
-def conv_reference(grad_out, x, weight, stride: int, padding: int) -> tuple[torch.Tensor, ...]:
-    """(grad_x, grad_weight, grad_bias): autograd of F.conv2d in float64 at exactly these inputs."""
-    leaves = [x.double().requires_grad_(), weight.double().requires_grad_(),
-              torch.zeros(weight.shape[0], dtype=torch.float64, requires_grad=True)]
-    F.conv2d(*leaves, stride=stride, padding=padding).backward(grad_out.double())
-    return tuple(t.grad for t in leaves)
-
-
-def tie_free(shape, gen: torch.Generator, dtype=torch.float64) -> torch.Tensor:
-    """Distinct values (a shuffled grid), exact in float32 too: every window has one maximum.
-
-    The recipe of the spec's ``distinct_values``, drawn from a running generator (the hidden cases'
-    seeds continue with it)."""
-    n = 1
-    for size in shape:
-        n *= size
-    return ((torch.randperm(n, generator=gen).to(dtype) / n - 0.5) * 4).reshape(shape)
-
+# --- hidden inputs (the visible ones and the references: lec4.homework.hw_conv) -----------------
 
 def peaked(N: int, C: int, rows: int, cols: int, k: int, place: int, gen: torch.Generator) -> torch.Tensor:
     """A tie-free (N, C, rows*k, cols*k) input cut into k x k windows whose maximum sits at the same place
     of every window: ``place`` = row * k + column inside the window."""
-    windows = tie_free((N, C, rows, cols, k * k), gen).sort(dim=-1, descending=True).values
+    windows = distinct_values((N, C, rows, cols, k * k), gen).sort(dim=-1, descending=True).values
     placed = torch.empty_like(windows)
     placed[..., [place] + [i for i in range(k * k) if i != place]] = windows   # the largest goes to `place`
     return placed.reshape(N, C, rows, cols, k, k).permute(0, 1, 2, 4, 3, 5).reshape(N, C, rows * k, cols * k)
-
-
-def pool_case(cfg, seed: int):
-    """Inputs (grad_out, x) in float64 (x tie-free) and autograd's grad_x."""
-    N, C, H, W, k, s = cfg
-    gen = torch.Generator().manual_seed(seed)
-    x = tie_free((N, C, H, W), gen)
-    leaf = x.clone().requires_grad_()
-    out = F.max_pool2d(leaf, k, s)
-    grad_out = torch.randn(out.shape, dtype=torch.float64, generator=gen)
-    out.backward(grad_out)
-    return (grad_out, x), leaf.grad
 
 
 # --- checks -----------------------------------------------------------------------------------
 
 def conv_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dtype) -> Check:
     """(grad_x, grad_weight, grad_bias) equal autograd's at the inputs sent, on their device; inputs unchanged."""
-    args = [t.to(dtype) for t in conv_inputs(cfg, seed)]
+    args = conv_inputs(cfg, seed, dtype)
     stride, padding = cfg[7], cfg[8]
-    expected = conv_reference(*args, stride, padding)  # at the inputs actually sent (float32 rounded)
+    expected = conv_expected(*args, stride, padding)  # at the inputs actually sent (float32 rounded)
     label = f"{_describe_conv(cfg)}, {str(dtype).removeprefix('torch.')}"
     call = Call("conv2d_backward", args, {"stride": stride, "padding": padding}, device=device)
-    return value_check(grade_id, f"conv2d_backward values: {label}", call, [e.to(dtype) for e in expected],
+    return value_check(grade_id, f"conv2d_backward values: {label}", call, expected,
                        TOLERANCES[dtype], what=[f"{name} ({label})" for name in ("grad_x", "grad_weight", "grad_bias")],
                        unchanged=True)
 
@@ -126,7 +84,7 @@ def conv_part_check(grade_id: str, cfg, seed: int, device: str, part: str) -> Ch
     is wrong (a mistake in grad_x leaves grad_weight and grad_bias right) and credits each right one."""
     args = conv_inputs(cfg, seed)
     index = CONV_PARTS.index(part)
-    expected = conv_reference(*args, cfg[7], cfg[8])[index]
+    expected = conv_expected(*args, cfg[7], cfg[8])[index]
     label = f"{part} alone ({_describe_conv(cfg)}, float64)"
     call = Call("conv2d_backward", args, {"stride": cfg[7], "padding": cfg[8]}, device=device)
 
@@ -154,12 +112,12 @@ def error_check(grade_id: str, function: str, args: list, kwargs: dict, what: st
 
 def pool_value_check(grade_id: str, cfg, seed: int, device: str, dtype: torch.dtype) -> Check:
     """grad_x equals autograd's (tie-free input: one maximum per window), on the inputs' device; inputs unchanged."""
-    (grad_out, x), expected = pool_case(cfg, seed)
-    args = [grad_out.to(dtype), x.to(dtype)]
+    args = pool_inputs(cfg, seed, dtype)
+    expected = pool_expected(*args, cfg[4], cfg[5])  # at the inputs actually sent (float32 rounded)
     # in float32 the argmax is the same (values exact); sums of one-or-few terms
     label = f"{_describe_pool(cfg)}, {str(dtype).removeprefix('torch.')}"
     call = Call("maxpool2d_backward", args + [cfg[4], cfg[5]], device=device)
-    return value_check(grade_id, f"maxpool2d_backward values: {label}", call, expected.to(dtype), TOLERANCES[dtype],
+    return value_check(grade_id, f"maxpool2d_backward values: {label}", call, expected, TOLERANCES[dtype],
                        what=f"grad_x ({label})", unchanged=True)
 
 
@@ -176,10 +134,8 @@ def pool_known_max_check(grade_id: str, name: str, x: torch.Tensor, k: int, s: i
 
 
 def conv_checks(device: str) -> list[Check]:
-    checks = [conv_value_check("test_conv2d_backward_visible", cfg, 100 + i, device, torch.float64)
-              for i, cfg in enumerate(CONV_VISIBLE)]
-    checks.append(conv_value_check("test_conv2d_backward_visible", (1, 2, 5, 5, 3, 3, 3, 1, 0), 110, device,
-                                   torch.float32))
+    checks = [conv_value_check("test_conv2d_backward_visible", cfg, seed, device, dtype)
+              for cfg, seed, dtype in CONV_VISIBLE]  # exactly the notebook's visible value checks
     checks.append(error_check("test_conv2d_backward_visible", "conv2d_backward",
                               [torch.randn(1, 3, 3, 3), torch.randn(1, 2, 5, 5), torch.randn(3, 4, 3, 3)], {},
                               "weight with 4 input channels for x with 2", device))
@@ -203,9 +159,8 @@ def conv_checks(device: str) -> list[Check]:
 
 
 def pool_checks(device: str) -> list[Check]:
-    checks = [pool_value_check("test_maxpool2d_backward_visible", cfg, 600 + i, device, torch.float64)
-              for i, cfg in enumerate(POOL_VISIBLE)]
-    checks.append(pool_value_check("test_maxpool2d_backward_visible", (1, 1, 6, 6, 2, 2), 610, device, torch.float32))
+    checks = [pool_value_check("test_maxpool2d_backward_visible", cfg, seed, device, dtype)
+              for cfg, seed, dtype in POOL_VISIBLE]  # exactly the notebook's visible value checks
     checks.append(error_check("test_maxpool2d_backward_visible", "maxpool2d_backward",
                               [torch.randn(1, 1, 3, 3), torch.randn(1, 1, 8, 8), 2, 2], {},
                               "grad_out of shape (1, 1, 3, 3) for an 8x8 input, kernel 2, stride 2", device))
@@ -214,7 +169,7 @@ def pool_checks(device: str) -> list[Check]:
     checks += [pool_value_check(hidden, POOL_HIDDEN[i], 800 + i, device, torch.float32) for i in (1, 2, 7)]
     for i in (1, 3):
         cfg = POOL_HIDDEN[i]
-        (grad_out, x), _ = pool_case(cfg, 900 + i)
+        grad_out, x = pool_inputs(cfg, 900 + i)
         checks.append(meta_check(hidden, "maxpool2d_backward", [grad_out.float(), x.float(), cfg[4], cfg[5]], {},
                                  [tuple(x.shape)], _describe_pool(cfg)))
     # inputs whose window maxima sit at a known place (non-overlapping windows), and windows of one
@@ -224,9 +179,9 @@ def pool_checks(device: str) -> list[Check]:
                                        peaked(2, 3, 3, 3, 2, 0, gen), 2, 2, 961, device))
     checks.append(pool_known_max_check(hidden, "each maximum at its window's bottom-right corner",
                                        peaked(2, 2, 3, 2, 3, 8, gen), 3, 3, 962, device))
-    checks.append(pool_known_max_check(hidden, "windows of one element", tie_free((2, 2, 5, 7), gen), 1, 2, 963,
+    checks.append(pool_known_max_check(hidden, "windows of one element", distinct_values((2, 2, 5, 7), gen), 1, 2, 963,
                                        device))
-    (grad_out, x), _ = pool_case(POOL_HIDDEN[2], 950)
+    grad_out, x = pool_inputs(POOL_HIDDEN[2], 950)
     checks.append(error_check(hidden, "maxpool2d_backward", [grad_out[:, :, :, :-1], x, 3, 2], {},
                               "grad_out with one column too few", device))
     return checks
@@ -257,7 +212,7 @@ def wiring_checks(device: str) -> list[Check]:
             lambda x, w, b, s, p: F.conv2d(x, w, b, stride=s, padding=p),
             f"stride {stride}, padding {padding}", device))
     for k, s in [(3, 2), (2, 2)]:
-        x = tie_free((2, 2, 7, 7), gen)
+        x = distinct_values((2, 2, 7, 7), gen)
         checks.append(layer_grad_check("maxpool2d_layer", [x, k, s], (0,), lambda x, k, s: F.max_pool2d(x, k, s),
                                        f"kernel {k}, stride {s}", device))
     # The wiring is one piece of work: each check pairs a conv layer with a pool layer, so the

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lec4.conv import conv_output_size  # noqa: F401 (one rule for the output size; the notebook imports it from here)
+
 ASSIGNMENT = "hw-conv"
 NOTEBOOK = "hw-conv.ipynb"
 
@@ -54,8 +56,7 @@ FORBIDDEN = {
     "cnn_logits": TORCH_CONV | TORCH_POOL,
 }
 
-# (atol, rtol) of the hidden value checks per dtype; the visible tests use check_close's defaults
-# (1e-8, 1e-6) in float64 and (1e-4, 1e-4) for the float32 convolution.
+# (atol, rtol) of every value check per dtype: the notebook's visible tests and the grader's checks.
 TOLERANCES = {torch.float64: (1e-9, 1e-7), torch.float32: (1e-3, 1e-4)}
 
 # Visible cases. conv2d_backward: (N, C, H, W, F, KH, KW, stride, padding);
@@ -64,14 +65,16 @@ CONV_CASES = [(2, 3, 6, 6, 4, 3, 3, 1, 0), (2, 2, 7, 8, 3, 3, 2, 2, 1)]
 POOL_CASES = [(2, 3, 8, 8, 2, 2),    # the lecture's 2x2, stride 2
               (2, 2, 7, 9, 3, 1),    # overlapping windows
               (1, 2, 9, 8, 3, 2)]    # overlap, odd sizes
+# The value checks of the visible test cells, (case, seed, dtype): the notebook runs exactly these
+# (inputs from conv_inputs / pool_inputs, expectations from conv_expected / pool_expected, TOLERANCES),
+# and so does the grader for the same cells, so passing the visible cell means passing its checks.
+CONV_VISIBLE = [*((case, 100 + i, torch.float64) for i, case in enumerate(CONV_CASES)),
+                ((1, 2, 5, 5, 3, 3, 3, 1, 0), 110, torch.float32)]
+POOL_VISIBLE = [*((case, 600 + i, torch.float64) for i, case in enumerate(POOL_CASES)),
+                ((1, 1, 6, 6, 2, 2), 610, torch.float32)]
 
 
 # ----------------------------------------------------------------------------- given code
-def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length of a window sliding over ``size`` + 2 * ``padding`` cells: floor((size + 2p - k) / s) + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 def conv2d_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
                    padding: int = 0) -> torch.Tensor:
     """The lecture's convolution layer (a cross-correlation), computed by im2col.
@@ -93,10 +96,10 @@ def maxpool2d_forward(x: torch.Tensor, kernel_size: int, stride: int) -> torch.T
     return windows.amax(dim=(-2, -1))
 
 
-def distinct_values(shape, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def distinct_values(shape, seed: int | torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A tensor of ``shape`` whose entries all differ (a shuffled grid in [-2, 2), exact in float32 too),
-    so that every max-pool window has one maximum."""
-    gen = torch.Generator().manual_seed(seed)
+    so that every max-pool window has one maximum. ``seed``: an int, or a generator to draw from."""
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     n = 1
     for size in shape:
         n *= size
@@ -137,3 +140,39 @@ def maxpool2d_backward_reference(grad_out: torch.Tensor, x: torch.Tensor, kernel
     leaf = x.detach().clone().requires_grad_()
     F.max_pool2d(leaf, kernel_size, stride).backward(grad_out)
     return leaf.grad
+
+
+# ----------------------------------------------------------------------------- test inputs
+def conv_inputs(case, seed: int, dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """[grad_out, x, weight] for ``case`` (N, C, H, W, F, KH, KW, stride, padding): drawn in float64 from
+    ``seed`` (x, weight, then grad_out), cast to ``dtype``."""
+    N, C, H, W, n_filters, KH, KW, stride, padding = case
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, C, H, W, dtype=torch.float64, generator=gen)
+    weight = torch.randn(n_filters, C, KH, KW, dtype=torch.float64, generator=gen)
+    out_shape = (N, n_filters, conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding))
+    grad_out = torch.randn(out_shape, dtype=torch.float64, generator=gen)
+    return [t.to(dtype) for t in (grad_out, x, weight)]
+
+
+def conv_expected(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int,
+                  padding: int) -> list[torch.Tensor]:
+    """[grad_x, grad_weight, grad_bias] by autograd in float64 at exactly these inputs, cast to x's dtype."""
+    return [g.to(x.dtype) for g in conv2d_backward_reference(grad_out.double(), x.double(), weight.double(), None,
+                                                              stride, padding)]
+
+
+def pool_inputs(case, seed: int | torch.Generator, dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """[grad_out, x] for ``case`` (N, C, H, W, kernel_size, stride): x of distinct values (one maximum per
+    window), then grad_out, drawn in float64 from ``seed`` (or a running generator), cast to ``dtype``."""
+    N, C, H, W, k, s = case
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    x = distinct_values((N, C, H, W), gen)
+    grad_out = torch.randn((N, C, conv_output_size(H, k, s), conv_output_size(W, k, s)), dtype=torch.float64,
+                           generator=gen)
+    return [grad_out.to(dtype), x.to(dtype)]
+
+
+def pool_expected(grad_out: torch.Tensor, x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
+    """grad_x by autograd in float64 at exactly these inputs, cast to x's dtype."""
+    return maxpool2d_backward_reference(grad_out.double(), x.double(), kernel_size, stride).to(x.dtype)
