@@ -76,11 +76,6 @@ def reference_functions(notebook: Path = SOURCE_NB) -> dict:
 
 
 # ----------------------------------------------------------------------------- comparison methods
-def window_mask(w: int):
-    """The assignment's causal window (w/2 + 1 keys): query t sees keys t - w/2 ... t."""
-    return lambda b, h, t, s: (s <= t) & (s >= t - w // 2)
-
-
 def flex_window_attention(T: int, w: int, device: str):
     """Compiled FlexAttention with a sliding-window block mask for length T: (q, k, v) -> out.
 
@@ -88,7 +83,11 @@ def flex_window_attention(T: int, w: int, device: str):
     max and sum per query (online softmax), so no T x w score tensor is ever written to memory.
     """
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-    mask = create_block_mask(window_mask(w), None, None, T, T, device=device, _compile=True)
+
+    from lec4.attention import flex_sliding_window_mask_mod
+
+    # the assignment's causal window (w/2 + 1 keys), lec4's one definition of it
+    mask = create_block_mask(flex_sliding_window_mask_mod(w), None, None, T, T, device=device, _compile=True)
     compiled = torch.compile(flex_attention, dynamic=False)
     return lambda q, k, v: compiled(q, k, v, block_mask=mask, enable_gqa=True)
 

@@ -201,3 +201,33 @@ def test_the_engine_refuses_a_check_that_needs_a_correct_result_and_has_no_ancho
         anchored_checks(suite, fine + [_check("other", "q", "device")])
     with pytest.raises(ValueError, match="does not declare"):
         anchored_checks(suite, [_check("nowhere", "a", "value")])
+
+
+E = torch.tensor([1.0, -2.0, 0.0, 4.0], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("got, expected, atol, rtol", [
+    (E.clone(), E, 1e-8, 1e-6),                                               # equal
+    (E + torch.tensor([0, 0, 0, 4e-6]), E, 1e-8, 1e-6),                       # inside atol + rtol * 4
+    (E + torch.tensor([0, 0, 0, 5e-6]), E, 1e-8, 1e-6),                       # just outside
+    (E + torch.tensor([0, 0, 2e-8, 0]), E, 1e-8, 1e-6),                       # at 0 only atol counts
+    (E * (1 + 3e-7), E, 1e-9, 1e-7),                                          # relative error over rtol
+    (torch.tensor([1.0, float("nan"), 0, 4], dtype=torch.float64), E, 1, 1),  # NaN where a number is expected
+    (torch.tensor([1.0, float("inf"), 0, 4], dtype=torch.float64),
+     torch.tensor([1.0, float("inf"), 0, 4], dtype=torch.float64), 1e-8, 1e-6),
+    (E.float(), E.float(), 1e-3, 1e-4),                                       # float32, as sent
+])
+def test_the_notebook_and_the_grader_compare_values_by_one_rule(got, expected, atol, rtol):
+    """check_close (the notebooks' visible tests) and the grader's assert_close refuse the same values:
+    both apply lec4.homework.checking.value_mismatch; only their messages differ (the grader's names
+    no expected value)."""
+    def refuses(compare) -> bool:
+        try:
+            compare()
+        except AssertionError:
+            return True
+        return False
+
+    notebook = refuses(lambda: checking.check_close("x", got, expected, atol, rtol))
+    grader = refuses(lambda: checks.assert_close({"kind": "tensor", "tensor": got}, expected, atol, rtol))
+    assert notebook == grader == (checking.value_mismatch(got, expected, atol, rtol) is not None)

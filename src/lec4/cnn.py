@@ -26,7 +26,7 @@ from torch import nn
 from lec4.conv import conv2d_unfold, conv_output_size, max_pool2d
 from lec4.data import Split
 from lec4.tracking import start_run
-from lec4.utils import check_shape, seed_everything
+from lec4.utils import check_shape, count_parameters, seed_everything  # noqa: F401 (count_parameters: public here)
 
 # --------------------------------------------------------------------------- explicit backward
 
@@ -238,11 +238,6 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return next(reversed(self.feature_maps(x).values()))
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable scalars."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # --------------------------------------------------------------------------- training and evaluation

@@ -17,7 +17,7 @@ from torch import nn
 
 from lec4.attention import check_window, group_size, gqa_attention_loop, window_conventions, window_mask
 from lec4.rope import DEFAULT_BASE, rope_by_definition
-from lec4.utils import check_shape
+from lec4.utils import check_shape, count_parameters  # noqa: F401 (public here too)
 
 
 class RMSNorm(nn.Module):
@@ -315,8 +315,3 @@ def generation_macs(cfg: DecoderConfig, prompt_len: int, n_new: int, cache: str 
         for kind, macs in forward_macs(cfg, n_queries, n_keys, batch).items():
             total[kind] += macs
     return total
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -68,3 +68,8 @@ def check_shape(name: str, tensor: torch.Tensor, expected: str, ndim: int) -> No
         raise TypeError(f"{name} must be a torch.Tensor of shape {expected}, got {type(tensor).__name__}")
     if tensor.dim() != ndim:
         raise ValueError(f"{name} must have shape {expected} ({ndim} dims), got {tuple(tensor.shape)}")
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Number of trainable scalars of ``module`` (the parameters with ``requires_grad``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

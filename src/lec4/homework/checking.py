@@ -6,7 +6,8 @@ forbidden:
 
 - :func:`random_tensor`: seeded standard-normal input, identical on every machine;
 - :func:`check_close`: compare a result with a reference and say *what* is wrong (shape, dtype,
-  device, max error, first bad index);
+  device, max error, first bad index), by :func:`value_mismatch`, the rule the grader's value
+  checks apply too;
 - :func:`forbidden_uses`: THE rule for forbidden calls, applied by the autograder to the submitted
   code (``autograder.checks`` re-exports it) and by :func:`assert_no_forbidden_names` in the notebook.
 """
@@ -16,6 +17,7 @@ import ast
 import inspect
 import re
 import textwrap
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -37,27 +39,54 @@ def random_tensor(shape, dtype: torch.dtype = torch.float32, seed: int = 0, scal
     return (scale * torch.randn(shape, generator=generator, dtype=torch.float64)).to(dtype)
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """How ``got`` differs from ``expected`` in value (see :func:`value_mismatch`)."""
+
+    nonfinite: bool  # got has NaN or inf where expected is finite everywhere
+    count: int = 0  # values outside the tolerance, of ``total``
+    total: int = 0
+    max_error: float = 0.0
+    index: tuple = ()  # the first value outside the tolerance, with both values
+    got: float = 0.0
+    expected: float = 0.0
+
+
+def value_mismatch(got: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> Mismatch | None:
+    """THE rule of every value comparison, the notebooks' :func:`check_close` and the grader's checks
+    (``autograder.checks.assert_close``): compared in float64, the values match when ``got`` is finite
+    wherever ``expected`` is finite everywhere, and ``|got - expected| <= atol + rtol * |expected|``
+    everywhere. None when they match; else what differs. Shapes must already agree."""
+    got64, expected64 = got.detach().double().cpu(), expected.detach().double().cpu()
+    if not torch.isfinite(got64).all() and torch.isfinite(expected64).all():
+        return Mismatch(nonfinite=True)
+    error = (got64 - expected64).abs()
+    bad = error > atol + rtol * expected64.abs()
+    if not bad.any():
+        return None
+    index = tuple(i.item() for i in bad.nonzero()[0])
+    return Mismatch(False, int(bad.sum().item()), bad.numel(), error.max().item(), index, got64[index].item(),
+                    expected64[index].item())
+
+
 def check_close(what: str, got, expected: torch.Tensor, atol: float = 1e-8, rtol: float = 1e-6) -> None:
     """Assert that tensor ``got`` matches ``expected`` in shape, dtype, device and values.
 
-    Values match when ``|got - expected| <= atol + rtol * |expected|`` everywhere. The message
-    names ``what`` was tested and what is wrong: the shape, dtype or device, or how many values
-    differ, the max abs error and the first bad index with both values.
+    Values match by :func:`value_mismatch`'s rule. The message names ``what`` was tested and what is
+    wrong: the shape, dtype or device, or how many values differ, the max abs error and the first bad
+    index with both values.
     """
     assert isinstance(got, torch.Tensor), f"{what}: expected a torch.Tensor, got {type(got).__name__}"
     assert got.shape == expected.shape, f"{what}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
     assert got.dtype == expected.dtype, f"{what}: dtype {got.dtype}, expected {expected.dtype}"
     assert got.device == expected.device, f"{what}: device {got.device}, expected {expected.device}"
-    got64, expected64 = got.detach().double(), expected.detach().double()
-    assert torch.isfinite(got64).all() or not torch.isfinite(expected64).all(), f"{what}: contains NaN or inf"
-    error = (got64 - expected64).abs()
-    bad = error > atol + rtol * expected64.abs()
-    if bad.any():
-        index = tuple(i.item() for i in bad.nonzero()[0])
+    wrong = value_mismatch(got, expected, atol, rtol)
+    assert wrong is None or not wrong.nonfinite, f"{what}: contains NaN or inf"
+    if wrong is not None:
         raise AssertionError(
-            f"{what}: {bad.sum().item()} of {bad.numel()} values differ, max abs error {error.max().item():.3g} "
-            f"(atol={atol:g}, rtol={rtol:g}); first at index {index}: got {got64[index].item():.6g}, "
-            f"expected {expected64[index].item():.6g}")
+            f"{what}: {wrong.count} of {wrong.total} values differ, max abs error {wrong.max_error:.3g} "
+            f"(atol={atol:g}, rtol={rtol:g}); first at index {wrong.index}: got {wrong.got:.6g}, "
+            f"expected {wrong.expected:.6g}")
 
 
 # ----------------------------------------------------------------------------- the forbidden-name rule

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lec4 import attention
+
 ASSIGNMENT = "hw-attention"
 NOTEBOOK = "hw-attention.ipynb"
 
@@ -111,14 +113,15 @@ SWA_CASES = [
 
 # ----------------------------------------------------------------------------- definitions
 def causal_mask(T: int, S: int) -> torch.Tensor:
-    """(T, S) bool, True where query t may see key s: s <= t + (S - T) (aligned to the end, for KV caches)."""
-    return torch.arange(S)[None, :] <= torch.arange(T)[:, None] + (S - T)
+    """(T, S) bool, True where query t may see key s: s <= t + (S - T) (aligned to the end, for KV caches).
+    The rule is :func:`lec4.attention.window_mask`'s, the queries at positions S - T ... S - 1."""
+    return attention.window_mask(torch.arange(S - T, S), torch.arange(S))
 
 
 def window_mask(T: int, w: int) -> torch.Tensor:
-    """(T, T) bool of the lecture's sliding window: query t sees keys max(0, t - w/2) ... t."""
-    t, s = torch.arange(T)[:, None], torch.arange(T)[None, :]
-    return (s <= t) & (s >= t - w // 2)
+    """(T, T) bool of the lecture's sliding window: query t sees keys max(0, t - w/2) ... t
+    (:func:`lec4.attention.sliding_window_mask`; w even)."""
+    return attention.sliding_window_mask(T, w)
 
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
