@@ -123,8 +123,8 @@ def test_public_references_are_forbidden_where_they_would_solve_the_task():
     assert rope <= hw_attention.FORBIDDEN["apply_rope"]
     for fn in ("gqa_attention", "sliding_window_attention"):
         assert attention | {"scaled_dot_product_attention", "flex_attention"} <= hw_attention.FORBIDDEN[fn]
-    assert "conv2d_backward_reference" in hw_conv.FORBIDDEN["conv2d_backward"]
-    assert "maxpool2d_backward_reference" in hw_conv.FORBIDDEN["maxpool2d_backward"]
+    assert {"conv2d_backward_reference", "conv_expected"} <= hw_conv.FORBIDDEN["conv2d_backward"]
+    assert {"maxpool2d_backward_reference", "pool_expected"} <= hw_conv.FORBIDDEN["maxpool2d_backward"]
 
 
 def test_the_visible_references_are_the_definitions():

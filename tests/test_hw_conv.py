@@ -123,6 +123,21 @@ def test_forbidden_calls_zero_the_function(tmp_path):
     assert cells["test_maxpool2d_backward_hidden"].points == cells["test_maxpool2d_backward_hidden"].max_points
 
 
+@pytest.mark.parametrize("function, answer", [
+    ("conv2d_backward", "return tuple(conv_expected(grad_out, x, weight, stride, padding))"),
+    ("maxpool2d_backward", "return pool_expected(grad_out, x, kernel_size, stride)")])
+def test_the_visible_tests_expectations_cannot_be_handed_in(tmp_path, function, answer):
+    """conv_expected / pool_expected (public: the visible cells call them) compute the graded gradients:
+    a function that returns theirs gets no point on its cells."""
+    code = _notebook_cells(SOURCE_NB)[function].source
+    start, end = code.index("### BEGIN SOLUTION"), code.index("### END SOLUTION")
+    body = f"from lec4.homework.hw_conv import conv_expected, pool_expected\n    {answer}\n    "
+    cells = _grade(submission_source(SOURCE_NB, _with_cell(tmp_path, function, code[:start] + body + code[end:])))
+    own = [gid for gid, (graded, _) in spec.GRADE_CELLS.items() if graded == function]
+    assert own and all(cells[gid].points == 0 for gid in own), {gid: cells[gid].points for gid in own}
+    assert any("forbidden" in r.hint for gid in own for r in cells[gid].results), cells[own[0]].results
+
+
 def test_references_are_autograd_of_torch_layers():
     """The trusted twin of the notebook's CNN and the conv reference agree with nn modules' autograd."""
     cfg = hw_conv.CONV_HIDDEN[2]

@@ -46,8 +46,8 @@ TORCH_CONV = frozenset({"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_
 TORCH_POOL = frozenset({"max_pool2d", "max_pool2d_with_indices", "max_pool2d_with_indices_backward",
                         "max_unpool2d", "MaxPool2d", "MaxUnpool2d", "adaptive_max_pool2d", "fractional_max_pool2d"})
 # The visible tests' references below compute the graded gradients: forbidden where they would solve the task.
-FORBIDDEN_CONV = TORCH_CONV | NO_AUTOGRAD | {"conv2d_backward_reference"}
-FORBIDDEN_POOL = TORCH_POOL | NO_AUTOGRAD | {"maxpool2d_backward_reference"}
+FORBIDDEN_CONV = TORCH_CONV | NO_AUTOGRAD | {"conv2d_backward_reference", "conv_expected"}
+FORBIDDEN_POOL = TORCH_POOL | NO_AUTOGRAD | {"maxpool2d_backward_reference", "pool_expected"}
 # function -> names it (and every helper it calls) must not use: lec4.homework.checking.forbidden_uses.
 # The CNN (cnn_logits and everything it calls) must not fall back to PyTorch's own layers.
 FORBIDDEN = {
