@@ -4,7 +4,8 @@ Clones this checkout's HEAD (committed work only, as CI sees it) into a temporar
 ``.ci/run`` there (venv, pinned install, Debian packages the tests drive, npm proxy, ``make test``),
 and writes ``benchmarks/results/suite.md``: the date, the machine, the load around the run, the
 commit, the wall time of ``.ci/run`` and of pytest, the pytest summary line, and the slowest tests
-(``make test`` passes ``--durations``). The README's suite figures come from that table.
+(``make test`` passes ``--durations``), and the machine's speed before and after (:func:`cpu_probe`). The
+README's suite figures come from that table.
 It also writes ``benchmarks/results/test_files.json``, each test file's seconds (its tests' phases
 summed, from the same durations): tests/conftest.py starts the longest files first.
 
@@ -48,6 +49,29 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
+# A fixed one-thread workload (float64 matmuls, then a Python loop), a second or two.
+PROBE = """import time, torch
+torch.set_num_threads(1)
+torch.manual_seed(0)
+a = torch.randn(256, 256, dtype=torch.float64)
+start = time.perf_counter()
+for _ in range(1500):
+    a = torch.tanh(a @ a / 16)
+sum(i * i for i in range(10_000_000))
+print(time.perf_counter() - start)
+"""
+
+
+def cpu_probe() -> float:
+    """Seconds of :data:`PROBE` (best of 3): the machine's speed at that moment. This project's machines
+    are shared hosts whose speed drifts within the hour (2026-12-05, the book's CNN chapter: 28-29 s at
+    06:40 beside a busy core, 34-37 s at 07:27 alone); the probe before and after a run tells such a
+    moment apart."""
+    runs = [float(subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout) for _ in range(3)]
+    return min(runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "suite.md")
@@ -58,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     clone = Path(tempfile.mkdtemp(prefix="lec4-ci-")) / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     log_path = clone.parent / "ci.log"
+    probe_before = cpu_probe()
     load_before, start, ticks_before = os.getloadavg()[0], time.monotonic(), cpu_ticks()
     with open(log_path, "w") as log:
         rc = subprocess.run([str(clone / ".ci" / "run")], cwd=clone, stdout=log, stderr=subprocess.STDOUT).returncode
     wall, load_after, ticks_after = time.monotonic() - start, os.getloadavg()[0], cpu_ticks()
     busy = (ticks_after[0] - ticks_before[0]) / max(1, ticks_after[1] - ticks_before[1])
+    probe_after = cpu_probe()
     text = log_path.read_text(errors="replace")
     summary = SUMMARY.findall(text)
     line, pytest_s = (summary[-1][0], float(summary[-1][1])) if summary else ("(no pytest summary: see the log)", float("nan"))
@@ -83,6 +109,7 @@ Load average (1 min) before {load_before:.1f}, after {load_after:.1f}{' (the mac
 | `.ci/run` wall time (venv, pinned install, system packages, npm proxy, `make test`) | {wall / 60:.1f} min |
 | CPUs busy during `.ci/run` (/proc/stat: all processes, not idle or waiting for I/O) | {busy:.0%} of {os.cpu_count()} |
 | pytest (`make test`: `-n 2 --dist loadfile`, longest files first) | {pytest_s / 60:.1f} min: {line} |
+| the machine's speed: a fixed one-thread workload (`benchmarks/suite.py`'s `PROBE`, best of 3), before / after | {probe_before:.2f} s / {probe_after:.2f} s |
 
 Slowest test phases (pytest `--durations`):
 
