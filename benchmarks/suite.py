@@ -49,27 +49,38 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
-# A fixed one-thread workload (float64 matmuls, then a Python loop), a second or two.
-PROBE = """import time, torch
+# Two fixed one-thread workloads, a second or two each: compute in the caches (float64 matmuls of
+# 256 x 256, a Python loop) and memory traffic (20 passes over 256 MiB, read and written).
+PROBE = """import sys, time, torch
 torch.set_num_threads(1)
-torch.manual_seed(0)
-a = torch.randn(256, 256, dtype=torch.float64)
 start = time.perf_counter()
-for _ in range(1500):
-    a = torch.tanh(a @ a / 16)
-sum(i * i for i in range(10_000_000))
+if sys.argv[1] == "compute":
+    torch.manual_seed(0)
+    a = torch.randn(256, 256, dtype=torch.float64)
+    for _ in range(1500):
+        a = torch.tanh(a @ a / 16)
+    sum(i * i for i in range(10_000_000))
+else:
+    a, b = torch.ones(32 * 2**20, dtype=torch.float64), torch.empty(32 * 2**20, dtype=torch.float64)
+    start = time.perf_counter()
+    for _ in range(20):
+        torch.mul(a, 1.0000001, out=b)
+        a, b = b, a
 print(time.perf_counter() - start)
 """
 
 
-def cpu_probe() -> float:
-    """Seconds of :data:`PROBE` (best of 3): the machine's speed at that moment. This project's machines
-    are shared hosts whose speed drifts within the hour (2026-12-05, the book's CNN chapter: 28-29 s at
-    06:40 beside a busy core, 34-37 s at 07:27 alone); the probe before and after a run tells such a
-    moment apart."""
-    runs = [float(subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout) for _ in range(3)]
-    return min(runs)
+def cpu_probe() -> str:
+    """Seconds of :data:`PROBE`'s two workloads (best of 3 each), "compute / memory": the machine's speed
+    at that moment. This project's machines are shared hosts whose speed drifts within the hour
+    (2026-12-05, the book's CNN chapter: 28-29 s at 06:40 beside a busy core, 34-41 s from 07:27 to
+    07:46 alone, while the compute workload stayed within 3%); the probe before and after a run tells
+    such a moment apart."""
+    def best(kind: str) -> float:
+        return min(float(subprocess.run([sys.executable, "-c", PROBE, kind], capture_output=True, text=True,
+                                        check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout)
+                   for _ in range(3))
+    return f"{best('compute'):.2f} s / {best('memory'):.2f} s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +120,7 @@ Load average (1 min) before {load_before:.1f}, after {load_after:.1f}{' (the mac
 | `.ci/run` wall time (venv, pinned install, system packages, npm proxy, `make test`) | {wall / 60:.1f} min |
 | CPUs busy during `.ci/run` (/proc/stat: all processes, not idle or waiting for I/O) | {busy:.0%} of {os.cpu_count()} |
 | pytest (`make test`: `-n 2 --dist loadfile`, longest files first) | {pytest_s / 60:.1f} min: {line} |
-| the machine's speed: a fixed one-thread workload (`benchmarks/suite.py`'s `PROBE`, best of 3), before / after | {probe_before:.2f} s / {probe_after:.2f} s |
+| the machine's speed, compute / memory (`benchmarks/suite.py`'s `PROBE`: one thread, best of 3) | before: {probe_before}; after: {probe_after} |
 
 Slowest test phases (pytest `--durations`):
 
