@@ -74,7 +74,7 @@ def cpu_probe() -> str:
     """Seconds of :data:`PROBE`'s two workloads (best of 3 each), "compute / memory": the machine's speed
     at that moment. This project's machines are shared hosts whose speed drifts within the hour
     (2026-12-05, the book's CNN chapter: 28-29 s at 06:40 beside a busy core, 34-41 s from 07:27 to
-    07:46 alone, while the compute workload stayed within 3%); the probe before and after a run tells
+    07:46 alone, while the compute workload stayed within 4%); the probe before and after a run tells
     such a moment apart."""
     def best(kind: str) -> float:
         return min(float(subprocess.run([sys.executable, "-c", PROBE, kind], capture_output=True, text=True,
