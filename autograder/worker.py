@@ -232,12 +232,8 @@ class Worker:
         reaps it through :meth:`kill`, which removes its folder."""
         with self._starting:
             self.stopped = True
-            proc = self.proc
-            if proc is not None and proc.returncode is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            if self.proc is not None and self.proc.returncode is None:
+                _kill_group(self.proc)
 
     def kill(self) -> None:
         """End the worker and everything in its process group now (its sandboxes die with it).
@@ -247,10 +243,7 @@ class Worker:
             scratch, self.scratch = self.scratch, None
         if proc is None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(proc)
         proc.wait()
         for pipe in (proc.stdin, proc.stdout):
             try:
@@ -270,6 +263,14 @@ class Worker:
         except (OSError, subprocess.TimeoutExpired):
             pass
         self.kill()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to the worker's whole process group (its sandboxes included); gone already is fine."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 if __name__ == "__main__":

@@ -25,15 +25,19 @@ SLOW = "3601.5"  # seconds of the slow submission's `sleep` (a name pgrep finds)
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 
 
-def cli(course: Path, *args: str, timeout: float = 600, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
-    """The CLI with options as flags only: no AUTOGRADER_* variable but the fixture's suite path
-    (``tmpdir``: its TMPDIR, the default scratch folder)."""
+def cli_command(course: Path, *args: str, tmpdir: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """(command, environment) of the CLI with options as flags only: no AUTOGRADER_* variable but the
+    fixture's suite path (``tmpdir``: its TMPDIR, the default scratch folder)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
     env["AUTOGRADER_SUITE_PATH"] = str(FIXTURE / "suites")
     if tmpdir is not None:
         env["TMPDIR"] = str(tmpdir)
-    return subprocess.run([sys.executable, "-m", "autograder", "--course-root", str(course), *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return [sys.executable, "-m", "autograder", "--course-root", str(course), *args], env
+
+
+def cli(course: Path, *args: str, timeout: float = 600, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+    command, env = cli_command(course, *args, tmpdir=tmpdir)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def table_rows(printed: str) -> dict[str, str]:
@@ -223,12 +227,10 @@ def test_sigterm_mid_grading_stops_cleanly_and_leaves_no_folder(course, request)
     submit(course, "t_never")
     scratch = Path(tempfile.mkdtemp(prefix="scratch-"))
     request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
-    env.update(AUTOGRADER_SUITE_PATH=str(FIXTURE / "suites"), TMPDIR=str(scratch))
-    proc = subprocess.Popen([sys.executable, "-m", "autograder", "--course-root", str(course), "autograde",
-                             ASSIGNMENT, "--student", "s_slow", "--student", "t_never", "--workers", "1",
-                             "--device", "cpu", "--cell-timeout", "3000", "--notebook-timeout", "3000", "--json"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    command, env = cli_command(course, "autograde", ASSIGNMENT, "--student", "s_slow", "--student", "t_never",
+                               "--workers", "1", "--device", "cpu", "--cell-timeout", "3000", "--notebook-timeout",
+                               "3000", "--json", tmpdir=scratch)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 120

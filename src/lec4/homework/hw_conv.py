@@ -96,10 +96,15 @@ def maxpool2d_forward(x: torch.Tensor, kernel_size: int, stride: int) -> torch.T
     return windows.amax(dim=(-2, -1))
 
 
+def _generator(seed: int | torch.Generator) -> torch.Generator:
+    """``seed`` itself when it is a generator (draws continue from it), else a fresh one seeded with it."""
+    return seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+
+
 def distinct_values(shape, seed: int | torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A tensor of ``shape`` whose entries all differ (a shuffled grid in [-2, 2), exact in float32 too),
     so that every max-pool window has one maximum. ``seed``: an int, or a generator to draw from."""
-    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    gen = _generator(seed)
     n = 1
     for size in shape:
         n *= size
@@ -166,7 +171,7 @@ def pool_inputs(case, seed: int | torch.Generator, dtype: torch.dtype = torch.fl
     """[grad_out, x] for ``case`` (N, C, H, W, kernel_size, stride): x of distinct values (one maximum per
     window), then grad_out, drawn in float64 from ``seed`` (or a running generator), cast to ``dtype``."""
     N, C, H, W, k, s = case
-    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    gen = _generator(seed)
     x = distinct_values((N, C, H, W), gen)
     grad_out = torch.randn((N, C, conv_output_size(H, k, s), conv_output_size(W, k, s)), dtype=torch.float64,
                            generator=gen)
