@@ -32,6 +32,7 @@ from typing import Any, Callable
 import torch
 
 # THE forbidden-name rule is public (students' notebooks apply it too): one source, re-exported here.
+from autograder.options import CALL_TIMEOUT_S  # noqa: E402
 from lec4.homework.checking import DYNAMIC_ACCESS, forbidden_uses, value_mismatch  # noqa: E402,F401
 
 
@@ -53,7 +54,7 @@ class Call:
     grad_of: tuple[int, ...] = ()
     grad_output: torch.Tensor | None = None
     isolated: bool = False
-    timeout: float = 60.0
+    timeout: float = CALL_TIMEOUT_S  # seconds; a grading's --call-timeout replaces it
 
     def payload(self) -> dict:
         return {"function": self.function, "args": list(self.args), "kwargs": dict(self.kwargs),

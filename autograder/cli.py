@@ -216,6 +216,7 @@ class Settings:
     device: str = ""
     cell_timeout: int | None = None
     notebook_timeout: int | None = None
+    call_timeout: int | None = None
 
     def traitlets(self) -> dict:
         traits: dict = {}
@@ -226,6 +227,9 @@ class Settings:
             traits.setdefault("SandboxedExecute", {})["timeout"] = self.cell_timeout
         if self.notebook_timeout is not None:
             traits.setdefault("SandboxedExecute", {})["notebook_timeout"] = self.notebook_timeout
+        if self.call_timeout is not None:
+            for section in ("StartTrustedGrading", "TrustedVerdicts"):
+                traits.setdefault(section, {})["call_timeout"] = self.call_timeout
         return traits
 
 
@@ -328,6 +332,15 @@ def visible_gpu_ids(count: int) -> list[str]:
     (a Slurm task bound to GPUs "2,3" must stay on them), else 0 .. count-1."""
     inherited = [g.strip() for g in (options.cuda_visible_devices() or "").split(",") if g.strip()]
     return inherited[:count] if inherited else [str(i) for i in range(count)]
+
+
+def seconds_flag(text: str) -> int:
+    """argparse type of the time-limit flags: the rule of their environment variables
+    (:func:`autograder.options.seconds`), a clear error otherwise."""
+    try:
+        return options.seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
 
 def autograde(course: Course, assignment: str, students: list[str] | None, workers: int,
@@ -551,10 +564,12 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--timeout", type=float, default=1800, help="seconds per submission, all included")
     grade.add_argument("--device", choices=("cpu", "cuda"), help="grade on this device (default: env "
                        "AUTOGRADER_DEVICE, else cuda when torch sees a GPU, else cpu)")
-    grade.add_argument("--cell-timeout", type=int, help="seconds per notebook cell (default: "
+    grade.add_argument("--cell-timeout", type=seconds_flag, help="seconds per notebook cell (default: "
                        f"env AUTOGRADER_CELL_TIMEOUT, else {options.CELL_TIMEOUT_S})")
-    grade.add_argument("--notebook-timeout", type=int, help="seconds for the whole notebook (default: "
+    grade.add_argument("--notebook-timeout", type=seconds_flag, help="seconds for the whole notebook (default: "
                        f"env AUTOGRADER_NOTEBOOK_TIMEOUT, else {options.NOTEBOOK_TIMEOUT_S})")
+    grade.add_argument("--call-timeout", type=seconds_flag, help="seconds per hidden call of a graded function (default: "
+                       f"env AUTOGRADER_CALL_TIMEOUT, else each call's own, {options.CALL_TIMEOUT_S} unless the suite says)")
     replay = sub.add_parser("replay", help="regrade a student's recorded submission with the current suite "
                             "and list the differences (exit 0 same, 1 differences, 2 bad input)")
     replay.add_argument("assignment")
@@ -629,5 +644,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         return run_nbgrader(course, "export", f"--to={Path(args.to).resolve()}")
     settings = Settings(regrade=args.regrade, timeout=args.timeout, device=args.device or "",
-                        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
+                        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                        call_timeout=args.call_timeout)
     return autograde(course, args.assignment, args.student, args.workers, args.require_gpu, settings, args.json)

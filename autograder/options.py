@@ -32,20 +32,25 @@ from typing import Callable, Mapping
 # AUTOGRADER_CELL_TIMEOUT / AUTOGRADER_NOTEBOOK_TIMEOUT override them.
 CELL_TIMEOUT_S = 60  # seconds per cell
 NOTEBOOK_TIMEOUT_S = 600  # wall-clock seconds for the whole notebook
+# A hidden call's default time limit (autograder.checks.Call.timeout): --call-timeout and
+# AUTOGRADER_CALL_TIMEOUT set every hidden call's limit instead.
+CALL_TIMEOUT_S = 60  # seconds per call of a graded function
 
 
 class OptionError(ValueError):
     """An ``AUTOGRADER_*`` variable whose value does not parse."""
 
 
-def _seconds(text: str) -> int:
+def seconds(text: str) -> int:
+    """A time limit's text as whole seconds, at least 1 (ValueError otherwise): the rule of the
+    timeout variables and of the CLI's timeout flags."""
     try:
-        seconds = int(text)
+        value = int(text)
     except ValueError:
-        seconds = 0
-    if seconds < 1:
+        value = 0
+    if value < 1:
         raise ValueError("expected a number of seconds (a whole number, at least 1)")
-    return seconds
+    return value
 
 
 def _device(text: str) -> str:
@@ -75,10 +80,12 @@ VARIABLES: tuple[Variable, ...] = (
              "gradebook URL (e.g. PostgreSQL for several TAs or Slurm); default nbgrader's SQLite gradebook.db"),
     Variable("AUTOGRADER_COURSE_ROOT", "course_root", str, lambda: None,
              "course folder (solutions/, submitted/, autograded/); default the repository"),
-    Variable("AUTOGRADER_CELL_TIMEOUT", "cell_timeout", _seconds, lambda: CELL_TIMEOUT_S,
+    Variable("AUTOGRADER_CELL_TIMEOUT", "cell_timeout", seconds, lambda: CELL_TIMEOUT_S,
              "seconds per notebook cell"),
-    Variable("AUTOGRADER_NOTEBOOK_TIMEOUT", "notebook_timeout", _seconds, lambda: NOTEBOOK_TIMEOUT_S,
+    Variable("AUTOGRADER_NOTEBOOK_TIMEOUT", "notebook_timeout", seconds, lambda: NOTEBOOK_TIMEOUT_S,
              "wall-clock seconds for the whole notebook"),
+    Variable("AUTOGRADER_CALL_TIMEOUT", "call_timeout", seconds, lambda: None,
+             f"seconds per hidden call of a graded function; default each call's own ({CALL_TIMEOUT_S} s unless the suite says)"),
     Variable("AUTOGRADER_DEVICE", "device", _device, lambda: "",
              "cpu or cuda; default cuda when torch sees a GPU, else cpu"),
     Variable("AUTOGRADER_SUITE_PATH", "suite_path", _folders, tuple,
@@ -96,6 +103,7 @@ class Options:
     course_root: str | None
     cell_timeout: int
     notebook_timeout: int
+    call_timeout: int | None  # None: each hidden call's own limit
     device: str  # "" = cuda when torch sees a GPU, else cpu
     suite_path: tuple[Path, ...]
     scratch: Path

@@ -250,3 +250,13 @@ def test_sigterm_mid_grading_stops_cleanly_and_leaves_no_folder(course, request)
     assert "t_never" not in rows, rows
     assert not record_of(course, "s_slow").exists() and not record_of(course, "t_never").exists()
     assert_nothing_left(scratch)
+
+
+@pytest.mark.parametrize("flag", ["--cell-timeout", "--notebook-timeout", "--call-timeout"])
+@pytest.mark.parametrize("value", ["0", "-3", "1.5", "soon"])
+def test_a_time_limit_that_is_not_whole_seconds_is_refused(tmp_path, flag, value):
+    """The timeout flags take the rule of their environment variables (autograder.options.seconds):
+    whole seconds, at least 1; anything else stops before grading, exit status 2, saying which flag."""
+    r = cli(tmp_path, "autograde", ASSIGNMENT, f"{flag}={value}", timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"argument {flag}: '{value}': expected a number of seconds (a whole number, at least 1)" in r.stderr, r.stderr

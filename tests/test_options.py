@@ -39,6 +39,7 @@ def test_the_readme_table_documents_exactly_the_variables():
     assert sorted(table) == sorted(NAMES), "README.md's table of environment variables and autograder/options.py differ"
     assert table["AUTOGRADER_CELL_TIMEOUT"][-1] == str(options.CELL_TIMEOUT_S)
     assert table["AUTOGRADER_NOTEBOOK_TIMEOUT"][-1] == str(options.NOTEBOOK_TIMEOUT_S)
+    assert table["AUTOGRADER_CALL_TIMEOUT"][-1] == f"each call's own: {options.CALL_TIMEOUT_S}"
 
 
 def test_defaults_are_the_constants():
@@ -49,6 +50,9 @@ def test_defaults_are_the_constants():
     assert (nbgrader_hooks.CELL_TIMEOUT_S, nbgrader_hooks.NOTEBOOK_TIMEOUT_S) == (60, 600) == (
         options.CELL_TIMEOUT_S, options.NOTEBOOK_TIMEOUT_S)
     assert (default.db_url, default.course_root, default.device, default.suite_path) == (None, None, "", ())
+    assert default.call_timeout is None  # each call's own limit: Call.timeout's default
+    from autograder.checks import Call
+    assert Call("f", []).timeout == options.CALL_TIMEOUT_S == 60
     assert default.scratch == Path(tempfile.gettempdir())
     assert options.Options.from_environment({name: "" for name in NAMES}) == default  # empty = unset
 
@@ -56,9 +60,10 @@ def test_defaults_are_the_constants():
 def test_values_are_parsed():
     given = options.Options.from_environment({
         "AUTOGRADER_CELL_TIMEOUT": "5", "AUTOGRADER_NOTEBOOK_TIMEOUT": "90", "AUTOGRADER_DEVICE": "cuda:1",
+        "AUTOGRADER_CALL_TIMEOUT": "7",
         "AUTOGRADER_DB_URL": "postgresql+psycopg2://ta@db/lec4", "AUTOGRADER_COURSE_ROOT": "/srv/course",
         "AUTOGRADER_SUITE_PATH": f"/a{os.pathsep}{os.pathsep}/b", "AUTOGRADER_SCRATCH": "/scratch"})
-    assert (given.cell_timeout, given.notebook_timeout, given.device) == (5, 90, "cuda:1")
+    assert (given.cell_timeout, given.notebook_timeout, given.call_timeout, given.device) == (5, 90, 7, "cuda:1")
     assert (given.db_url, given.course_root) == ("postgresql+psycopg2://ta@db/lec4", "/srv/course")
     assert (given.suite_path, given.scratch) == ((Path("/a"), Path("/b")), Path("/scratch"))
 
@@ -68,6 +73,7 @@ def test_values_are_parsed():
     ("AUTOGRADER_CELL_TIMEOUT", "1.5", "AUTOGRADER_CELL_TIMEOUT='1.5': expected a number of seconds"),
     ("AUTOGRADER_NOTEBOOK_TIMEOUT", "0", "AUTOGRADER_NOTEBOOK_TIMEOUT='0': expected a number of seconds"),
     ("AUTOGRADER_NOTEBOOK_TIMEOUT", "-5", "AUTOGRADER_NOTEBOOK_TIMEOUT='-5': expected a number of seconds"),
+    ("AUTOGRADER_CALL_TIMEOUT", "0", "AUTOGRADER_CALL_TIMEOUT='0': expected a number of seconds"),
     ("AUTOGRADER_DEVICE", "gpu", "AUTOGRADER_DEVICE='gpu': expected cpu, cuda or cuda:N"),
 ])
 def test_a_bad_value_is_a_clear_error(name, value, expected):

@@ -1,6 +1,8 @@
 """Scoring: grade one submission's code with a suite (checks built, runs supervised, verdicts judged)."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from autograder.checks import CellGrade, Check, CheckResult, Outcome, anchor_property_checks, forbidden_calls
@@ -8,7 +10,7 @@ from autograder.engine.supervisor import Sandbox, launcher_for, run_calls
 
 
 def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None = None,
-          env: dict[str, str] | None = None, launcher=None) -> dict[str, CellGrade]:
+          env: dict[str, str] | None = None, launcher=None, call_timeout: float | None = None) -> dict[str, CellGrade]:
     """Grade ``source`` (the submission's code) with ``suite``; one CellGrade per grade cell.
 
     A function that mentions a forbidden call fails every check of that function.
@@ -19,13 +21,16 @@ def grade(suite, source: str, device: str | None = None, sandbox: Sandbox | None
     ``launcher``: run in this open launcher (``launcher_for(sandbox, env)``, which the caller
     closes) instead of a new sandbox, for trusted code only (``selfcheck``): the submission starts
     afresh in it (:meth:`~autograder.engine.supervisor.SandboxLauncher.next_submission`).
+
+    ``call_timeout``: every hidden call's time limit in seconds (``--call-timeout``), instead of
+    each call's own (:attr:`autograder.checks.Call.timeout`).
     """
     if launcher is not None:
         launcher.next_submission()
-        return _grade(suite, source, device, launcher)
+        return _grade(suite, source, device, launcher, call_timeout)
     launcher = launcher_for(sandbox, env)
     try:
-        return _grade(suite, source, device, launcher)
+        return _grade(suite, source, device, launcher, call_timeout)
     finally:
         launcher.close()
 
@@ -67,7 +72,12 @@ def anchored_checks(suite, checks: list[Check]) -> list[Check]:
     return checks
 
 
-def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGrade]:
+def _limited(call, call_timeout: float | None):
+    """``call`` with the time limit ``call_timeout`` (a copy: the built checks are shared), or as it is."""
+    return call if call_timeout is None else dataclasses.replace(call, timeout=call_timeout)
+
+
+def _grade(suite, source: str, device: str | None, launcher, call_timeout: float | None = None) -> dict[str, CellGrade]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     launcher.prestart()  # the sandbox starts while the checks are built (or taken from the cache)
     checks = suite_checks(suite, device)  # every check names a declared grade cell (checked there)
@@ -77,7 +87,8 @@ def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGr
     lone = [(ci, call) for ci, check in enumerate(checks) for call in check.calls if call.isolated]
     call_outcomes: dict[int, Outcome] = {}
     if shared:
-        for (ci, call), out in zip(shared, run_calls(source, [c for _, c in shared], launcher=launcher)):
+        for (ci, call), out in zip(shared, run_calls(source, [_limited(c, call_timeout) for _, c in shared],
+                                                     launcher=launcher)):
             call_outcomes[id(call)] = out
     # A banned function fails its isolated calls without a run; one that hung in the batch
     # fails them too (the supervisor's rule, kept by the shared launcher).
@@ -86,7 +97,7 @@ def _grade(suite, source: str, device: str | None, launcher) -> dict[str, CellGr
         if banned.get(function_of_cell[checks[ci].grade_id]):
             call_outcomes[id(call)] = Outcome(ok=False, error="not run: the function uses forbidden calls")
         else:
-            call_outcomes[id(call)] = run_calls(source, [call], launcher=launcher)[0]
+            call_outcomes[id(call)] = run_calls(source, [_limited(call, call_timeout)], launcher=launcher)[0]
     per_check = [[call_outcomes[id(call)] for call in check.calls] for check in checks]
 
     cells = {gid: CellGrade(gid, fn, 0.0, float(pts), []) for gid, (fn, pts) in suite.GRADE_CELLS.items()}

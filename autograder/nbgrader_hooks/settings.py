@@ -22,13 +22,17 @@ def grading_device(wanted: str = "") -> str:
 
 def configure_from_environment(c, environ: Mapping[str, str] | None = None) -> None:
     """A TA's plain ``nbgrader`` (or a Slurm job) may set options by environment variables
-    (:data:`autograder.options.VARIABLES`: ``AUTOGRADER_CELL_TIMEOUT`` / ``_NOTEBOOK_TIMEOUT`` (s),
+    (:data:`autograder.options.VARIABLES`: ``AUTOGRADER_CELL_TIMEOUT`` / ``_NOTEBOOK_TIMEOUT`` /
+    ``_CALL_TIMEOUT`` (s),
     ``AUTOGRADER_DEVICE``, ``AUTOGRADER_DB_URL``, ``AUTOGRADER_COURSE_ROOT``), read from ``environ``
     (default: this process's environment). ``python -m autograder`` passes its flags as traitlets
     configuration (see :mod:`autograder.worker`), which is applied after this file and wins."""
     given = options.Options.from_environment(environ)
     c.SandboxedExecute.timeout = given.cell_timeout
     c.SandboxedExecute.notebook_timeout = given.notebook_timeout
+    if given.call_timeout:
+        for section in ("StartTrustedGrading", "TrustedVerdicts"):
+            c[section].call_timeout = given.call_timeout
     if given.device:
         for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts"):
             c[section].device = given.device

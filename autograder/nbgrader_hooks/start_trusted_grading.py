@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
+from traitlets import Integer, Unicode
 
 from autograder.nbgrader_hooks.hidden_suite import _suite_and_code, _timed_grade
 from autograder.nbgrader_hooks.settings import grading_device
@@ -19,12 +19,13 @@ class StartTrustedGrading(NbGraderPreprocessor):
     (:class:`TrustedVerdicts` checks that, and grades again if they differ)."""
 
     device = Unicode("", help="cpu / cuda; empty: cuda when torch sees a GPU, else cpu").tag(config=True)
+    call_timeout = Integer(0, help="seconds per hidden call; 0: each call's own limit").tag(config=True)
 
     def preprocess(self, nb, resources):
         suite, code = _suite_and_code(self.config, resources, nb)
         device = grading_device(self.device)
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hidden-suite")
-        future = pool.submit(_timed_grade, suite, code, device)
+        future = pool.submit(_timed_grade, suite, code, device, self.call_timeout)
         pool.shutdown(wait=False)
         resources.setdefault("autograder", {})["started"] = (code, device, future)
         return nb, resources

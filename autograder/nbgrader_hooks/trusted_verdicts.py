@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
+from traitlets import Integer, Unicode
 
 from autograder import diagnosis
 from autograder.nbgrader_hooks.cells import NOT_GRADED, TESTS_FAILED, _error, _stream, is_graded_test
@@ -31,6 +31,7 @@ class TrustedVerdicts(NbGraderPreprocessor):
     """
 
     device = Unicode("", help="cpu / cuda; empty: cuda when torch sees a GPU, else cpu").tag(config=True)
+    call_timeout = Integer(0, help="seconds per hidden call; 0: each call's own limit").tag(config=True)
 
     def preprocess(self, nb, resources):
         suite, code = _suite_and_code(self.config, resources, nb)
@@ -39,7 +40,7 @@ class TrustedVerdicts(NbGraderPreprocessor):
         if started is not None and started[:2] == (code, device):
             cells, seconds = started[2].result()
         else:  # not started, or started on other code: grade this code now
-            cells, seconds = _timed_grade(suite, code, device)
+            cells, seconds = _timed_grade(suite, code, device, self.call_timeout)
         self.log.info("graded by the hidden suite: %.1f s", seconds)
         resources.setdefault("autograder", {})["cells"] = cells
         # the known mistake the failures match (H23, autograder/diagnosis.py): named in its cells

@@ -88,8 +88,8 @@ def make_class(source_nb: Path, release_nb: Path, suite, out: Path) -> dict[str,
     students["corrupt_json"] = ("corrupt", 0)
     students["foreign_notebook"] = ("foreign", 0)
     students["gigantic_output"] = (build(correct, {after_first: "for _ in range(200000):\n    print('x' * 1000)"}), total)
-    # the graded function hangs (each call costs its whole call timeout: 60 s) and a cell of its own
-    # hangs the kernel (its cell timeout), both asleep, burning no core the other submissions need:
+    # the graded function hangs (each call costs its whole call timeout, the grading's --call-timeout)
+    # and a cell of its own hangs the kernel (its cell timeout), both asleep, burning no core the other submissions need:
     # a spinning call is stopped the same way, proven in seconds by tests/test_autograder_sandbox.py
     # (test_call_timeout_and_recovery) and the protocol tests; a spinning cell is interrupted by the
     # kernel's cell timeout like a sleeping one (SIGINT: KeyboardInterrupt between bytecodes)

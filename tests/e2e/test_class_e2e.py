@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures"
 # The real assignments always; the small fixture assignment (a faster pipeline check while
 # developing the grader) with AUTOGRADER_E2E_FIXTURE=1.
-GRADING = ("--device", "cpu", "--cell-timeout", "20", "--notebook-timeout", "120")
+# Time limits: a correct cell or hidden call takes a second at most here; a hung one costs its limit.
+CELL_TIMEOUT, CALL_TIMEOUT = 20, 20
+GRADING = ("--device", "cpu", "--cell-timeout", str(CELL_TIMEOUT), "--notebook-timeout", "120",
+           "--call-timeout", str(CALL_TIMEOUT))
 ASSIGNMENTS = assignments() + (["hw-fixture"] if os.environ.get("AUTOGRADER_E2E_FIXTURE") == "1" else [])
 # The broken and hostile students attack the harness (notebook, kernel, sandbox, outcome files),
 # whatever the assignment: hw-attention's class has them all but one; hw-conv's has the students
@@ -28,7 +31,8 @@ ASSIGNMENTS = assignments() + (["hw-fixture"] if os.environ.get("AUTOGRADER_E2E_
 # through two of them --, blank, an infinite loop in its first function, the forbidden call
 # reached dynamically). The infinite loop is graded once, in hw-conv's class, where it also proves
 # that the hung function's callers cost no timeout more: it holds a worker for a cell timeout and a
-# call timeout (80 s), and its path through the harness does not depend on the assignment.
+# call timeout (2 x 20 s: --call-timeout, whose limit its feedback names), and its path through the
+# harness does not depend on the assignment.
 OWN_SUITE = {"correct", "blank", "infinite_loop", "hostile_dynamic_forbidden"}
 CLASS = {"hw-conv": lambda student: student in OWN_SUITE or student.startswith("partial_"),
          "hw-attention": lambda student: student != "infinite_loop"}
@@ -114,6 +118,8 @@ def test_class(tmp_path, assignment, monkeypatch):
         assert not leaked, f"{html}: hidden suite text in feedback: {leaked[:3]}"
         if "blank" in str(html):
             assert "PASS" not in text
+        if "infinite_loop" in str(html):  # the hung function's call stopped at --call-timeout
+            assert f"timed out (limit {CALL_TIMEOUT} s)" in text, text[-3000:]
 
     out = tmp_path / "grades.csv"
     assert cli(course, "export", "--to", str(out), env=env).returncode == 0
