@@ -579,7 +579,7 @@ def test_every_chapter_runs_from_its_launch_button(hub, chromium, launch_book):
             deadline = time.monotonic() + 1800  # modern_transformers: 725 s in a clean build at load 15
             replies: list[dict] = []
             while time.monotonic() < deadline:
-                page.wait_for_timeout(2000)
+                page.wait_for_timeout(500)  # frames are parsed once each (parsed()): polling often costs nothing
                 replies = [content for channel, header, content in parsed()
                            if channel == "shell" and header.get("msg_type") == "execute_reply"]
                 if len(replies) >= code_cells or any(r.get("status") != "ok" for r in replies):
