@@ -214,4 +214,11 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Without the interpreter's teardown: every run is over and reaped, the answers went out by
+    # os.write, and nothing is left to clean up here (the grader removes the sandbox's folders). With
+    # torch imported the teardown took 0.6 s, and the grader waits for this process at every
+    # submission's end (SandboxLauncher.close).
+    os._exit(status)
