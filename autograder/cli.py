@@ -228,7 +228,8 @@ class Settings:
         if self.notebook_timeout is not None:
             traits.setdefault("SandboxedExecute", {})["notebook_timeout"] = self.notebook_timeout
         if self.call_timeout is not None:
-            for section in ("StartTrustedGrading", "TrustedVerdicts"):
+            from autograder.nbgrader_hooks.settings import HIDDEN_SUITE_STEPS
+            for section in HIDDEN_SUITE_STEPS:
                 traits.setdefault(section, {})["call_timeout"] = self.call_timeout
         return traits
 

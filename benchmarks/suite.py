@@ -84,6 +84,9 @@ def cpu_probe() -> str:
     return f"{best('compute'):.2f} s / {best('memory'):.2f} s"
 
 
+COMPILER_CACHES = "torchinductor_*"  # torch.compile's default cache folders, one per user
+
+
 def clear_compiler_caches() -> list[str]:
     """Remove torch's compiler caches (``/tmp/torchinductor_<user>``, :data:`COMPILER_CACHES`) and
     return the folders removed: a CI machine starts without them, and the book's FlexAttention
@@ -93,9 +96,6 @@ def clear_compiler_caches() -> list[str]:
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed
-
-
-COMPILER_CACHES = "torchinductor_*"  # torch.compile's default cache folders, one per user
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,7 +58,7 @@ def test_default_timeouts_come_from_one_place_and_the_docs_say_them():
     config = course_config()
     nbgrader_hooks.configure_from_environment(config, {})
     assert (config.SandboxedExecute.timeout, config.SandboxedExecute.notebook_timeout) == (cell, notebook)
-    assert nbgrader_hooks.StartTrustedGrading.call_timeout.default_value == 0  # each call's own
+    assert nbgrader_hooks.StartTrustedGrading.call_timeout.default_value is None  # each call's own
     config = course_config()
     nbgrader_hooks.configure_from_environment(config, {"AUTOGRADER_CALL_TIMEOUT": "9"})
     assert (config.StartTrustedGrading.call_timeout, config.TrustedVerdicts.call_timeout) == (9, 9)

@@ -24,12 +24,12 @@ def _suite_and_code(config, resources, nb):
     return load_suite(info["assignment"]), submission_source(source_nb, nb)
 
 
-def _timed_grade(suite, code: str, device: str, call_timeout: int = 0):
+def _timed_grade(suite, code: str, device: str, call_timeout: int | None = None):
     """(CellGrades, seconds) of the hidden suite on ``code`` in the production sandbox; ``call_timeout``
-    (s) limits every hidden call, 0: each call's own limit."""
+    (s) limits every hidden call, None: each call's own limit."""
     from autograder.engine.grading import grade
 
     started = time.monotonic()
     cells = grade(suite, code, device=device, sandbox=default_sandbox(device, suite.ASSIGNMENT),
-                  call_timeout=call_timeout or None)
+                  call_timeout=call_timeout)
     return cells, time.monotonic() - started

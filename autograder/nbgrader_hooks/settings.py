@@ -9,7 +9,10 @@ from typing import Mapping
 from autograder import options
 from autograder.options import CELL_TIMEOUT_S, NOTEBOOK_TIMEOUT_S
 
-__all__ = ["CELL_TIMEOUT_S", "NOTEBOOK_TIMEOUT_S", "configure_from_environment", "grading_device"]
+__all__ = ["CELL_TIMEOUT_S", "HIDDEN_SUITE_STEPS", "NOTEBOOK_TIMEOUT_S", "configure_from_environment", "grading_device"]
+
+# The preprocessors that run the hidden suite (start it, or grade again): --call-timeout is theirs.
+HIDDEN_SUITE_STEPS = ("StartTrustedGrading", "TrustedVerdicts")
 
 
 def grading_device(wanted: str = "") -> str:
@@ -30,8 +33,8 @@ def configure_from_environment(c, environ: Mapping[str, str] | None = None) -> N
     given = options.Options.from_environment(environ)
     c.SandboxedExecute.timeout = given.cell_timeout
     c.SandboxedExecute.notebook_timeout = given.notebook_timeout
-    if given.call_timeout:
-        for section in ("StartTrustedGrading", "TrustedVerdicts"):
+    if given.call_timeout is not None:
+        for section in HIDDEN_SUITE_STEPS:
             c[section].call_timeout = given.call_timeout
     if given.device:
         for section in ("StartTrustedGrading", "SandboxedExecute", "TrustedVerdicts"):

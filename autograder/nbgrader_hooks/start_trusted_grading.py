@@ -19,7 +19,8 @@ class StartTrustedGrading(NbGraderPreprocessor):
     (:class:`TrustedVerdicts` checks that, and grades again if they differ)."""
 
     device = Unicode("", help="cpu / cuda; empty: cuda when torch sees a GPU, else cpu").tag(config=True)
-    call_timeout = Integer(0, help="seconds per hidden call; 0: each call's own limit").tag(config=True)
+    call_timeout = Integer(None, allow_none=True,
+                           help="seconds per hidden call; None: each call's own limit").tag(config=True)
 
     def preprocess(self, nb, resources):
         suite, code = _suite_and_code(self.config, resources, nb)
